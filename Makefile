@@ -1,0 +1,79 @@
+# QIG Control Center — the two commands are `make up` and `make test`.
+# Every target re-runs only what changed (stamp files), so a second `make up` starts in seconds.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := frontend/node_modules/.installed
+DIST := frontend/dist/index.html
+FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.* frontend/tsconfig*.json -type f 2>/dev/null)
+
+# Production-like settings for `check --deploy`: behind HTTPS on a real host name.
+DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
+
+.PHONY: help up install build test lint typecheck migrations-check deploy-check \
+        test-backend test-frontend test-e2e chromium clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+up: install build  ## install everything and run the product on http://127.0.0.1:9200
+	$(BIN)/qig up $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and install Python and Node dependencies
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"Python >= 3.11 is required, found {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): pyproject.toml | $(BIN)/python
+	# torch first, pinned: 2.13.0 is the CPU build; an unpinned torch pulls GBs of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): frontend/package.json frontend/package-lock.json
+	@node -e 'const [maj] = process.versions.node.split("."); if (+maj < 20) { console.error("Node >= 20 is required, found " + process.version); process.exit(1) }'
+	cd frontend && npm ci --no-audit --no-fund
+	@touch $@
+
+build: $(DIST)  ## build the React app into frontend/dist
+
+$(DIST): $(NODE_STAMP) $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+
+test: install build chromium lint typecheck migrations-check deploy-check test-backend test-frontend test-e2e  ## install everything and run the whole suite
+	@echo "make test: every check passed"
+
+lint: $(PY_STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY_STAMP)  ## mypy
+	$(BIN)/mypy .
+
+migrations-check: $(PY_STAMP)  ## fail when a model change has no migration
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+deploy-check: $(PY_STAMP)  ## Django's deployment checklist with production settings
+	$(DEPLOY_ENV) $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+test-backend: $(PY_STAMP) $(DIST)  ## pytest (engine, API, websockets, Celery, the live product)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-frontend: $(NODE_STAMP)  ## Vitest component and hook tests
+	cd frontend && npm test
+
+test-e2e: $(PY_STAMP) $(DIST) chromium  ## Playwright in Debian's Chromium against `qig up`
+	cd frontend && npm run e2e
+
+chromium:  ## make sure Debian's chromium is installed (browser tests)
+	@scripts/ensure-chromium.sh
+
+clean:  ## remove the virtualenv, node_modules and the built app (keeps the data dir)
+	rm -rf $(VENV) frontend/node_modules frontend/dist

@@ -1,0 +1,1 @@
+"""Celery tasks of the constellation app (none yet: inference runs in the web process)."""

@@ -1,0 +1,1 @@
+"""Live telemetry: the /ws/telemetry/ pipe, topic groups and the publishers feeding them."""

@@ -1,0 +1,1 @@
+"""No dashboard models to administer."""

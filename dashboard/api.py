@@ -1,0 +1,1 @@
+"""REST endpoints of the dashboard (telemetry history arrives with the dashboard issue)."""

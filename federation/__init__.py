@@ -1,0 +1,1 @@
+"""Federation: edge and central nodes exchanging basin-sync packets."""

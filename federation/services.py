@@ -1,0 +1,1 @@
+"""Federation services: packet validation, merging and sync arrive with the federation issue."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the federation app (sync loop arrives with the federation issue)."""

@@ -1,0 +1,1 @@
+"""Learning: fine-tuning jobs, the learning log and the autonomous loop."""

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from learning import services
+from learning.models import FineTuneJob, JobKind, LearningEvent
+from qigcenter.errors import DomainError
+from qigcenter.permissions import IsStaffOrReadOnly
+from uploads.models import KnowledgeFile
+
+
+class FineTuneJobSerializer(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+
+    class Meta:
+        model = FineTuneJob
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "status_reason",
+            "priority",
+            "datasets",
+            "target_kernels",
+            "hyperparameters",
+            "progress",
+            "metrics",
+            "device",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class QueueJobSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    priority = serializers.IntegerField(default=0, min_value=-100, max_value=100)
+    target_kernels = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=239), default=list
+    )
+    hyperparameters = serializers.DictField(default=dict)
+    datasets = serializers.PrimaryKeyRelatedField(
+        queryset=KnowledgeFile.objects.all(), many=True, default=list
+    )
+
+
+class PrioritySerializer(serializers.Serializer):
+    priority = serializers.IntegerField(min_value=-100, max_value=100)
+
+
+class FineTuneJobViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Fine-tuning jobs: everyone signed in sees the queue; admins queue and control jobs."""
+
+    queryset = FineTuneJob.objects.select_related("created_by").prefetch_related("datasets")
+    serializer_class = FineTuneJobSerializer
+    permission_classes = [IsStaffOrReadOnly]
+
+    @extend_schema(request=QueueJobSerializer, responses={201: FineTuneJobSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        payload = QueueJobSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        job = services.queue_job(
+            kind=data["kind"],
+            created_by=request.user,
+            hyperparameters=data["hyperparameters"],
+            target_kernels=data["target_kernels"],
+            priority=data["priority"],
+            dataset_ids=[d.pk for d in data["datasets"]],
+        )
+        return Response(FineTuneJobSerializer(job).data, status=201)
+
+    def _act(self, verb: str) -> Response:
+        job = self.get_object()
+        getattr(job, verb)()
+        return Response(FineTuneJobSerializer(job).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._act("cancel")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._act("pause")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._act("resume")
+
+    @extend_schema(request=PrioritySerializer)
+    @action(detail=True, methods=["post"])
+    def reprioritise(self, request: Request, pk: str | None = None) -> Response:
+        payload = PrioritySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        job = self.get_object()
+        if job.is_finished:
+            raise DomainError(f"job {job.pk} is {job.status}; its priority no longer matters")
+        job.priority = payload.validated_data["priority"]
+        job.save(update_fields=["priority"])
+        return Response(FineTuneJobSerializer(job).data)
+
+
+class LearningEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LearningEvent
+        fields = ["id", "kind", "message", "data", "job", "kernel_index", "created_at"]
+
+
+class LearningEventViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = LearningEvent.objects.all()
+    serializer_class = LearningEventSerializer

@@ -1,0 +1,38 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels, one port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qigcenter.settings")
+django_http = get_asgi_application()  # sets Django up before the consumers are imported
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from qigcenter import embedded  # noqa: E402
+
+router = ProtocolTypeRouter(
+    {
+        "http": django_http,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    embedded.remember_web_loop(asyncio.get_running_loop())
+    await router(scope, receive, send)
+
+
+if settings.EMBEDDED_WORKER and os.environ.get("QIG_START_EMBEDDED_WORKER") == "1":
+    embedded.start()

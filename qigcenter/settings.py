@@ -1,0 +1,281 @@
+"""Django settings for the QIG Control Center: the one place configuration lives.
+
+Everything comes from the environment through the typed helpers in ``qigcenter.env``; the
+defaults run a fresh clone with no services (SQLite, an embedded Celery worker, the in-memory
+channel layer). ``docs/configuration.md`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from qigcenter.env import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_host,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+    env_url,
+    is_loopback,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("QIG_DATA_DIR", BASE_DIR / "var")
+FRONTEND_DIST = env_path("QIG_FRONTEND_DIST", BASE_DIR / "frontend" / "dist")
+
+# Where uploads, checkpoints and the SQLite file live. Created on first use, never in a template.
+UPLOADS_DIR = DATA_DIR / "uploads"
+CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
+MEDIA_ROOT = str(UPLOADS_DIR)
+MEDIA_URL = "/media/"
+
+
+def _ensure_data_dir() -> None:
+    for path in (DATA_DIR, UPLOADS_DIR, CHECKPOINTS_DIR, DATA_DIR / "static"):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+_ensure_data_dir()
+
+
+def _secret_key() -> str:
+    """The SECRET_KEY from the environment, else generated once and kept under the data dir."""
+    from_env = env_str("QIG_SECRET_KEY") or env_str("DJANGO_SECRET_KEY")
+    if from_env:
+        if len(from_env) < 50:
+            raise ConfigError("QIG_SECRET_KEY", "<hidden>", "at least 50 characters")
+        return from_env
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        tmp = key_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(64))
+        os.replace(tmp, key_file)  # atomic: two processes starting at once agree on one key
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("QIG_DEBUG", False)
+
+# The address `qig up` binds; it decides whether the Ollama-shaped API needs QIG_API_KEY.
+BIND_HOST = env_host("QIG_HOST", "127.0.0.1")
+BIND_PORT = env_int("QIG_PORT", 9200, minimum=1, maximum=65535)
+API_KEY = env_str("QIG_API_KEY")
+API_KEY_REQUIRED = not is_loopback(BIND_HOST)
+
+_default_hosts = ["127.0.0.1", "localhost", "[::1]"]
+if BIND_HOST not in ("0.0.0.0", "::") and BIND_HOST not in _default_hosts:
+    _default_hosts.append(BIND_HOST)
+ALLOWED_HOSTS = _default_hosts + env_list("QIG_ALLOWED_HOSTS", [])
+CSRF_TRUSTED_ORIGINS = env_list("QIG_CSRF_TRUSTED_ORIGINS", [])
+
+# Behind a TLS-terminating proxy in production: QIG_HTTPS=1 turns on every HTTPS protection.
+HTTPS = env_bool("QIG_HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("QIG_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_AGE = env_int("QIG_SESSION_AGE_S", 14 * 24 * 3600, minimum=60)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "qigcenter",
+    "constellation",
+    "federation",
+    "learning",
+    "uploads",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "qigcenter.urls"
+ASGI_APPLICATION = "qigcenter.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database: SQLite under the data dir, or PostgreSQL (psycopg 3) from DATABASE_URL. ---
+DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "qig.sqlite3",
+            # Readers don't block the writer; a busy writer makes others wait, not fail.
+            "OPTIONS": {
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Services mode: Redis is the Celery broker, result store, channel layer and cache. ---
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss"))
+SERVICES_MODE = REDIS_URL is not None
+# Embedded mode runs a Celery worker (and beat) as threads of the web process, on the in-memory
+# transport: one process tree, nothing to install. Services mode runs them as separate processes.
+EMBEDDED_WORKER = not SERVICES_MODE
+
+if SERVICES_MODE:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 10},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CELERY_BROKER_URL = "memory://localhost//"
+    # Results as files: visible to every thread (Celery's in-memory result store is per thread).
+    (DATA_DIR / "celery-results").mkdir(exist_ok=True)
+    CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'celery-results'}"
+    # Poll the in-memory queues often: a queued task starts within 0.1 s, not 1 s.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
+
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"learning.tasks.run_finetune_job": {"queue": "gpu"}}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# How often beat asks a worker to announce itself on the telemetry pipe (header: "worker seen").
+WORKER_HEARTBEAT_S = env_float("QIG_WORKER_HEARTBEAT_S", 5.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE = {
+    "worker-heartbeat": {
+        "task": "dashboard.tasks.worker_heartbeat",
+        "schedule": WORKER_HEARTBEAT_S,
+        "options": {"expires": WORKER_HEARTBEAT_S * 2},
+    }
+}
+READY_TIMEOUT_S = env_float("QIG_READY_TIMEOUT_S", 3.0, minimum=0.1)
+
+# --- Auth and the REST API. ---
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+ADMIN_USERNAME = env_str("QIG_ADMIN_USERNAME", "admin")
+LOGIN_URL = "/login"
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous API call gets 401 with WWW-Authenticate, not a bare 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "qigcenter.errors.api_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "QIG Control Center API",
+    "DESCRIPTION": "Kernels, federation nodes, knowledge uploads, fine-tuning jobs and telemetry.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "learning.models.JobKind",
+        "JobStatusEnum": "learning.models.JobStatus",
+        "LearningEventKindEnum": "learning.models.LearningEventKind",
+    },
+    # Swagger UI assets ship with the package: the API docs work with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- Static files: Django admin/DRF assets and the built React app, served by WhiteNoise. ---
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_ROOT = FRONTEND_DIST if FRONTEND_DIST.is_dir() else None
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOG_LEVEL = env_str("QIG_LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ConfigError("QIG_LOG_LEVEL", LOG_LEVEL, "one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,56 @@
+"""Project-level HTTP views: health probes and the single-page app."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+import qigcenter
+from qigcenter import health
+
+STARTED_AT = time.time()
+
+
+@never_cache
+@require_GET
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is alive and serving requests (no dependency is checked)."""
+    return JsonResponse(
+        {
+            "status": "ok",
+            "version": qigcenter.__version__,
+            "uptime_s": round(time.time() - STARTED_AT, 3),
+            "mode": "services" if settings.SERVICES_MODE else "embedded",
+        }
+    )
+
+
+@never_cache
+@require_GET
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Every component the product needs answers: database, broker, channel layer, a worker."""
+    components = await health.readiness()
+    ready = all(c["status"] == "ok" for c in components.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "degraded", "components": components},
+        status=200 if ready else 503,
+    )
+
+
+@never_cache
+@require_GET
+def spa(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Serve the React app's index.html for every client-side route."""
+    index = settings.FRONTEND_DIST / "index.html"
+    if not index.is_file():
+        return HttpResponse(
+            "The web app is not built yet. Run `make up` (or `cd frontend && npm ci && npm run "
+            "build`) and restart.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    return FileResponse(index.open("rb"), content_type="text/html; charset=utf-8")

@@ -1,0 +1,1 @@
+"""Knowledge uploads: files developers drop in, extracted into chunks with basins."""

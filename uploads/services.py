@@ -1,0 +1,1 @@
+"""Upload services: extraction, chunking and basins arrive with the fine-tuning issue."""

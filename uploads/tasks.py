@@ -1,0 +1,1 @@
+"""Celery tasks of the uploads app (extraction arrives with the fine-tuning issue)."""

@@ -16,7 +16,7 @@ class KernelViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = KernelSerializer
     lookup_field = "index"
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         queryset = super().get_queryset()
         for field in ("role", "status"):
             value = self.request.query_params.get(field)

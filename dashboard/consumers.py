@@ -42,7 +42,9 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         _Clients.count += 1
         await self._join(DEFAULT_TOPICS)
-        await self.send_json({"type": "hello", "user": user.get_username(), "topics": sorted(self.topics)})
+        await self.send_json(
+            {"type": "hello", "user": user.get_username(), "topics": sorted(self.topics)}
+        )
         self._heartbeat = asyncio.create_task(self._beat())
 
     async def disconnect(self, code: int) -> None:
@@ -57,7 +59,9 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or content.get("type") not in ("subscribe", "unsubscribe"):
-            await self.send_json({"type": "error", "detail": "expected {type: subscribe|unsubscribe, topics: [...]}"})
+            await self.send_json(
+                {"type": "error", "detail": "expected {type: subscribe|unsubscribe, topics: [...]}"}
+            )
             return
         topics = content.get("topics")
         if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
@@ -66,7 +70,10 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
         unknown = sorted(set(topics) - set(TOPICS))
         if unknown:
             await self.send_json(
-                {"type": "error", "detail": f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(TOPICS)}"}
+                {
+                    "type": "error",
+                    "detail": f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(TOPICS)}",
+                }
             )
             return
         if content["type"] == "subscribe":
@@ -87,10 +94,16 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
     async def _beat(self) -> None:
         while True:
             await self.send_json(
-                {"type": "heartbeat", "server_time": timezone.now().isoformat(), "clients": _Clients.count}
+                {
+                    "type": "heartbeat",
+                    "server_time": timezone.now().isoformat(),
+                    "clients": _Clients.count,
+                }
             )
             await asyncio.sleep(HEARTBEAT_S)
 
     async def telemetry_event(self, message: dict[str, Any]) -> None:
         """Handler for ``telemetry.event`` messages sent to a group this consumer joined."""
-        await self.send_json({"type": "event", "topic": message["topic"], "payload": message["payload"]})
+        await self.send_json(
+            {"type": "event", "topic": message["topic"], "payload": message["payload"]}
+        )

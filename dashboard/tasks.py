@@ -24,5 +24,7 @@ def ping() -> dict[str, Any]:
 
 @shared_task(name="dashboard.tasks.worker_heartbeat", ignore_result=True)
 def worker_heartbeat() -> None:
-    """Beat runs this every QIG_WORKER_HEARTBEAT_S; the web header shows when a worker last spoke."""
-    publish("system", {"kind": "worker.heartbeat", **_identity(), "time": timezone.now().isoformat()})
+    """Beat runs this every QIG_WORKER_HEARTBEAT_S: the header shows when a worker last spoke."""
+    publish(
+        "system", {"kind": "worker.heartbeat", **_identity(), "time": timezone.now().isoformat()}
+    )

@@ -16,7 +16,7 @@ from uploads.models import KnowledgeFile
 
 
 class FineTuneJobSerializer(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by: serializers.StringRelatedField = serializers.StringRelatedField()
 
     class Meta:
         model = FineTuneJob
@@ -58,7 +58,10 @@ class PrioritySerializer(serializers.Serializer):
 
 
 class FineTuneJobViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Fine-tuning jobs: everyone signed in sees the queue; admins queue and control jobs."""
 

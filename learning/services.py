@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 
 from learning.models import FineTuneJob, JobKind
@@ -93,7 +93,7 @@ def queue_job(
             hyperparameters=params,
             target_kernels=kernels,
             priority=priority,
-            created_by=created_by if created_by.is_authenticated else None,
+            created_by=created_by if isinstance(created_by, User) else None,
         )
         if dataset_ids:
             job.datasets.set(dataset_ids)

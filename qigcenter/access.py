@@ -23,8 +23,10 @@ def api_key_ok(request: HttpRequest) -> bool:
     expected = settings.API_KEY
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), expected.encode()
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
     )
 
 
@@ -34,7 +36,9 @@ def ollama_access(view: AsyncView) -> AsyncView:
     @functools.wraps(view)
     async def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not api_key_ok(request):
-            response = JsonResponse({"error": "unauthorized: send Authorization: Bearer <QIG_API_KEY>"}, status=401)
+            response = JsonResponse(
+                {"error": "unauthorized: send Authorization: Bearer <QIG_API_KEY>"}, status=401
+            )
             response["WWW-Authenticate"] = "Bearer"
             return response
         return await view(request, *args, **kwargs)

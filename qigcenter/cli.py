@@ -12,6 +12,7 @@ period) so none is left behind. Each child also gets SIGTERM if `qig` itself is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import secrets
@@ -61,10 +62,8 @@ class Child:
     def signal_group(self, sig: signal.Signals) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 class Supervisor:
@@ -105,7 +104,10 @@ class Supervisor:
                     if time.monotonic() - child.started_at > 60:
                         child.restarts, backoff = 0, 1.0
                     child.next_start = time.monotonic() + backoff
-                    print(f"qig: {child.name} exited with code {code}; restarting in {backoff:.0f}s", flush=True)
+                    print(
+                        f"qig: {child.name} exited with code {code}; restarting in {backoff:.0f}s",
+                        flush=True,
+                    )
                 elif time.monotonic() >= child.next_start:
                     child.restarts += 1
                     child.next_start = 0.0
@@ -230,11 +232,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     os.environ["QIG_HOST"], os.environ["QIG_PORT"] = host, str(port)
     if not is_loopback(host) and not os.environ.get("QIG_API_KEY"):
         raise ConfigError(
-            "QIG_API_KEY", "", "a key when binding beyond loopback (--host " + host + "): the "
-            "Ollama-shaped API would otherwise be open to the network"
+            "QIG_API_KEY",
+            "",
+            "a key when binding beyond loopback (--host " + host + "): the "
+            "Ollama-shaped API would otherwise be open to the network",
         )
     if not _port_free(host, port):
-        print(f"qig: error: {host}:{port} is already in use (is another `qig up` running?)", file=sys.stderr)
+        print(
+            f"qig: error: {host}:{port} is already in use (is another `qig up` running?)",
+            file=sys.stderr,
+        )
         return 2
     prepare(verbosity=0 if args.quiet else 1)
     from django.conf import settings

@@ -117,7 +117,9 @@ def env_url(
         return None
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(name, value, f"a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        raise ConfigError(
+            name, value, f"a URL starting with {' or '.join(s + '://' for s in schemes)}"
+        )
     return value
 
 

@@ -12,7 +12,7 @@ from rest_framework.views import exception_handler
 class DomainError(Exception):
     """An expected failure of a service call, shown to the user as ``detail``."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -20,7 +20,7 @@ class DomainError(Exception):
 
 
 class InvalidTransition(DomainError):
-    """A state change that the object's current state does not allow (e.g. cancel a finished job)."""
+    """A state change the object's current state does not allow (e.g. cancel a finished job)."""
 
     status_code = status.HTTP_409_CONFLICT
 

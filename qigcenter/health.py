@@ -55,7 +55,10 @@ def _worker() -> dict[str, Any]:
         interval=0.02,
         disable_sync_subtasks=False,
     )
-    return {"hostname": reply["hostname"], "round_trip_ms": round((time.perf_counter() - sent) * 1000, 2)}
+    return {
+        "hostname": reply["hostname"],
+        "round_trip_ms": round((time.perf_counter() - sent) * 1000, 2),
+    }
 
 
 async def _channel_layer() -> Status:

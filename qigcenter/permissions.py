@@ -1,4 +1,4 @@
-"""Roles: staff are admins (queue and control jobs, manage nodes); signed-in users are developers."""
+"""Roles: staff are admins (queue and control jobs, manage nodes); other users are developers."""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "qig.sqlite3",
+            "NAME": str(DATA_DIR / "qig.sqlite3"),
             # Readers don't block the writer; a busy writer makes others wait, not fail.
             "OPTIONS": {
                 "timeout": 20,
@@ -177,7 +177,9 @@ if SERVICES_MODE:
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 10},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 else:

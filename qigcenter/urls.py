@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -17,7 +17,7 @@ router.register("uploads", KnowledgeFileViewSet)
 router.register("jobs", FineTuneJobViewSet)
 router.register("learning-events", LearningEventViewSet)
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("auth/csrf/", auth_api.CsrfView.as_view(), name="auth-csrf"),
     path("auth/login/", auth_api.LoginView.as_view(), name="auth-login"),
     path("auth/logout/", auth_api.LogoutView.as_view(), name="auth-logout"),
@@ -33,7 +33,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/version", ollama_api.version, name="ollama-version"),
+    path("api/version", ollama_api.version, name="ollama-version"),  # type: ignore[arg-type]
     # Everything else is a client-side route of the React app (its assets are served by
     # WhiteNoise from frontend/dist before a request reaches this).
     re_path(r"^(?!api/|admin/|static/|ws/)(?P<path>.*)$", views.spa, name="spa"),

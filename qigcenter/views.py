@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -43,7 +43,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_GET
-def spa(request: HttpRequest, path: str = "") -> HttpResponse:
+def spa(request: HttpRequest, path: str = "") -> HttpResponseBase:
     """Serve the React app's index.html for every client-side route."""
     index = settings.FRONTEND_DIST / "index.html"
     if not index.is_file():

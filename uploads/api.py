@@ -6,7 +6,7 @@ from uploads.models import KnowledgeFile
 
 
 class KnowledgeFileSerializer(serializers.ModelSerializer):
-    uploaded_by = serializers.StringRelatedField()
+    uploaded_by: serializers.StringRelatedField = serializers.StringRelatedField()
 
     class Meta:
         model = KnowledgeFile

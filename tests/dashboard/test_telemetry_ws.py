@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from dashboard.services import publish
+from qigcenter.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def _session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}".encode()
+
+
+async def _connect(cookie: bytes | None) -> tuple[WebsocketCommunicator, bool, int | None]:
+    headers = [(b"origin", b"http://127.0.0.1:9200"), (b"host", b"127.0.0.1:9200")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    communicator = WebsocketCommunicator(application, "/ws/telemetry/", headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+async def _next(
+    communicator: WebsocketCommunicator, kind: str, timeout: float = 5
+) -> dict[str, Any]:
+    """The next message of type ``kind`` (heartbeats interleave with everything else)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message: dict[str, Any] = await communicator.receive_json_from(timeout=timeout)
+            if message["type"] == kind:
+                return message
+
+
+async def test_it_closes_anonymous_connections_with_4401() -> None:
+    _, connected, code = await _connect(None)
+    assert not connected
+    assert code == 4401
+
+
+async def test_it_greets_and_beats_every_second(developer) -> None:
+    communicator, connected, _ = await _connect(await sync_to_async(_session_cookie)(developer))
+    assert connected
+    hello = await _next(communicator, "hello")
+    assert hello == {"type": "hello", "user": "dev", "topics": ["system"]}
+    first = await _next(communicator, "heartbeat")
+    second = await _next(communicator, "heartbeat", timeout=3)
+    t1, t2 = (datetime.fromisoformat(m["server_time"]) for m in (first, second))
+    assert 0.5 < (t2 - t1).total_seconds() < 2.0
+    assert second["clients"] >= 1
+    await communicator.disconnect()
+
+
+async def test_it_counts_connected_clients(developer) -> None:
+    cookie = await sync_to_async(_session_cookie)(developer)
+    first, _, _ = await _connect(cookie)
+    before = (await _next(first, "heartbeat"))["clients"]
+    second, _, _ = await _connect(cookie)
+    assert (await _next(second, "heartbeat"))["clients"] == before + 1
+    await second.disconnect()
+    await first.disconnect()
+
+
+async def test_it_delivers_published_events_to_subscribers_only(developer) -> None:
+    communicator, _, _ = await _connect(await sync_to_async(_session_cookie)(developer))
+    await _next(communicator, "hello")
+    await communicator.send_json_to({"type": "subscribe", "topics": ["jobs"]})
+    assert (await _next(communicator, "subscribed"))["topics"] == ["jobs", "system"]
+
+    await sync_to_async(publish)("jobs", {"id": 7, "progress": 0.5})
+    event = await _next(communicator, "event")
+    assert event == {"type": "event", "topic": "jobs", "payload": {"id": 7, "progress": 0.5}}
+
+    await communicator.send_json_to({"type": "unsubscribe", "topics": ["jobs"]})
+    assert (await _next(communicator, "subscribed"))["topics"] == ["system"]
+    await sync_to_async(publish)("jobs", {"id": 8})
+    await sync_to_async(publish)("system", {"kind": "marker"})
+    # The system event arrives and the unsubscribed jobs event never does.
+    assert (await _next(communicator, "event"))["payload"] == {"kind": "marker"}
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("message", "detail"),
+    [
+        ({"type": "subscribe", "topics": ["nope"]}, "unknown topic(s): nope"),
+        ({"type": "subscribe", "topics": "jobs"}, "topics must be a list"),
+        ({"type": "shout"}, "expected {type: subscribe|unsubscribe"),
+    ],
+)
+async def test_it_answers_bad_messages_with_an_error(developer, message, detail) -> None:
+    communicator, _, _ = await _connect(await sync_to_async(_session_cookie)(developer))
+    await communicator.send_json_to(message)
+    assert detail in (await _next(communicator, "error"))["detail"]
+    await communicator.disconnect()
+
+
+def test_it_refuses_to_publish_to_an_unknown_topic() -> None:
+    with pytest.raises(ValueError, match="unknown telemetry topic 'weather'"):
+        publish("weather", {})

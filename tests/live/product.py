@@ -1,0 +1,126 @@
+"""Run the real product (`qig up`) on a free port for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import websockets
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "live-test-admin-password"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Product:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "qig-up.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "QIG_DATA_DIR": str(data_dir),
+            "QIG_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "QIG_WORKER_HEARTBEAT_S": "1",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> Product:
+        qig = Path(sys.executable).parent / "qig"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(qig), "up", "--port", str(self.port), "--quiet"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for(lambda: self.get("/healthz").status_code == 200, timeout, "healthz")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"qig up exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if condition():
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log()}")
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=10, **kwargs)
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.process is not None
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def signin(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.base, timeout=10)
+        token = client.get("/api/v1/auth/csrf/").json()["csrfToken"]
+        response = client.post(
+            "/api/v1/auth/login/",
+            json={"username": "admin", "password": ADMIN_PASSWORD},
+            headers={"X-CSRFToken": token, "Referer": self.base + "/"},
+        )
+        assert response.status_code == 200, response.text
+        return client
+
+    async def telemetry(self, client: httpx.Client) -> websockets.ClientConnection:
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        return await websockets.connect(
+            self.base.replace("http", "ws") + "/ws/telemetry/",
+            additional_headers={"Cookie": cookie, "Origin": self.base},
+        )
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+
+async def next_message(
+    ws: websockets.ClientConnection, match: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("no matching telemetry message in time")
+        import asyncio
+
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        if match(message):
+            return message
+
+
+def gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The processes still alive after ``timeout`` seconds."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

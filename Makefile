@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := frontend/node_modules/.installed
 DIST := frontend/dist/index.html
-FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.* frontend/tsconfig*.json -type f 2>/dev/null)
+FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.html frontend/vite.config.* frontend/tsconfig*.json -type f 2>/dev/null)
 
 # Production-like settings for `check --deploy`: behind HTTPS on a real host name.
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
@@ -66,11 +66,12 @@ deploy-check: $(PY_STAMP)  ## Django's deployment checklist with production sett
 test-backend: $(PY_STAMP) $(DIST)  ## pytest (engine, API, websockets, Celery, the live product)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-frontend: $(NODE_STAMP)  ## Vitest component and hook tests
+test-frontend: $(NODE_STAMP)  ## eslint + prettier check, Vitest component and hook tests
+	cd frontend && npm run lint
 	cd frontend && npm test
 
 test-e2e: $(PY_STAMP) $(DIST) chromium  ## Playwright in Debian's Chromium against `qig up`
-	cd frontend && npm run e2e
+	cd frontend && npx playwright test
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

@@ -36,6 +36,9 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accept, then close with our code: a refused handshake reaches the browser as 1006,
+            # which it cannot tell from a network drop.
+            await self.accept()
             await self.close(code=UNAUTHORIZED)
             return
         self.topics = set()

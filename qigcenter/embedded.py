@@ -1,10 +1,14 @@
 """The embedded worker: Celery worker and beat as threads of the web process.
 
 With no REDIS_URL the product runs as one process tree with nothing to install: tasks go through
-kombu's in-memory transport to worker threads living beside the web server, results to files under
-the data dir, and events reach websocket clients through the in-memory channel layer on the web
-server's event loop. Two worker controllers keep long `gpu` work (training) from delaying
-`default` tasks such as the readiness ping.
+an in-memory transport to a worker living beside the web server, results to files under the data
+dir, and events reach websocket clients through the in-memory channel layer on the web server's
+event loop.
+
+One worker controller consumes both queues with a pool of threads, so a long `gpu` task
+(training) never delays `default` tasks such as the readiness ping. One controller, not one per
+queue: controllers of one Celery app share its queue selection, so a second one silently changes
+what the first consumes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from typing import Any
 from django.conf import settings
 
 log = logging.getLogger(__name__)
+
+THREADS = 4
+QUEUES = ["gpu", "default"]
 
 _web_loop: asyncio.AbstractEventLoop | None = None
 _started = threading.Event()
@@ -34,25 +41,25 @@ def web_loop() -> asyncio.AbstractEventLoop | None:
     return _web_loop if settings.EMBEDDED_WORKER else None
 
 
-def _run_controller(queues: list[str], pool: str, concurrency: int, name: str) -> None:
+def _run_worker() -> None:
     from qigcenter.celery import app
 
     controller: Any = app.WorkController(
-        hostname=f"{name}@{socket.gethostname()}",
-        queues=queues,
-        pool_cls=pool,
-        concurrency=concurrency,
+        hostname=f"embedded@{socket.gethostname()}",
+        queues=QUEUES,
+        pool_cls="threads",
+        concurrency=THREADS,
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
         optimization="fair",
     )
-    log.info("embedded worker %s consuming %s", name, ", ".join(queues))
+    log.info("embedded worker: %d threads consuming %s", THREADS, ", ".join(QUEUES))
     controller.start()
 
 
 def start() -> None:
-    """Start the embedded worker threads and beat once per process."""
+    """Start the embedded worker and beat threads, once per process."""
     if not settings.EMBEDDED_WORKER:
         raise RuntimeError("the embedded worker runs only without REDIS_URL (embedded mode)")
     with _lock:
@@ -64,18 +71,9 @@ def start() -> None:
     from qigcenter.celery import app
 
     # A worker started this way does not run Celery's start-up hooks: import every app's tasks
-    # module now so the threads know each task by name.
+    # module now so the worker knows each task by name.
     app.loader.import_default_modules()
-    for queues, pool, concurrency, name in (
-        (["gpu"], "solo", 1, "embedded-gpu"),
-        (["default"], "threads", 4, "embedded-default"),
-    ):
-        threading.Thread(
-            target=_run_controller,
-            args=(queues, pool, concurrency, name),
-            name=f"qig-{name}",
-            daemon=True,
-        ).start()
+    threading.Thread(target=_run_worker, name="qig-embedded-worker", daemon=True).start()
     beat: Any = EmbeddedService(
         app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
     )

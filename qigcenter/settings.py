@@ -189,8 +189,8 @@ else:
     # Results as files: visible to every thread (Celery's in-memory result store is per thread).
     (DATA_DIR / "celery-results").mkdir(exist_ok=True)
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'celery-results'}"
-    # Poll the in-memory queues often: a queued task starts within 0.1 s, not 1 s.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
+    # Poll the in-memory queues every 50 ms instead of every second.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"learning.tasks.run_finetune_job": {"queue": "gpu"}}
@@ -261,6 +261,14 @@ STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_ROOT = FRONTEND_DIST if FRONTEND_DIST.is_dir() else None
 WHITENOISE_AUTOREFRESH = DEBUG
+
+
+def _immutable(path: str, url: str) -> bool:
+    """Vite's built assets carry a content hash in their name: cache them forever."""
+    return url.startswith("/assets/")
+
+
+WHITENOISE_IMMUTABLE_FILE_TEST = _immutable
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,0 +1,120 @@
+import { act, render, screen, waitFor } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { MemoryRouter, useLocation } from 'react-router-dom';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { App } from './App';
+import { FakeWebSocket } from './test/fakeWebSocket';
+import { ADMIN, ANALYST, json, stubServer } from './test/http';
+
+function CurrentUrl() {
+  const location = useLocation();
+  return <output data-testid="url">{location.pathname + location.search}</output>;
+}
+
+function renderApp(url: string) {
+  render(
+    <MemoryRouter initialEntries={[url]}>
+      <App />
+      <CurrentUrl />
+    </MemoryRouter>,
+  );
+}
+
+beforeEach(() => {
+  vi.stubGlobal('WebSocket', FakeWebSocket);
+});
+
+describe('App routing', () => {
+  it('sends an anonymous visitor to the login page, remembering where they were going', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(401, { detail: 'Not signed in.' }) });
+    renderApp('/kernels?page=2');
+    expect(await screen.findByRole('heading', { name: 'Sign in' })).toBeInTheDocument();
+    expect(screen.getByTestId('url')).toHaveTextContent('/login?next=%2Fkernels%3Fpage%3D2');
+    expect(FakeWebSocket.instances).toHaveLength(0);
+  });
+
+  it('shows the shell with admin and API links to a staff user', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN) });
+    renderApp('/');
+    expect(await screen.findByRole('heading', { name: 'Welcome, admin' })).toBeInTheDocument();
+    expect(screen.getByRole('link', { name: 'Django admin' })).toHaveAttribute('href', '/admin/');
+    expect(screen.getByRole('link', { name: 'API documentation' })).toHaveAttribute(
+      'href',
+      '/api/v1/schema/swagger/',
+    );
+    expect(FakeWebSocket.instances.length).toBeGreaterThan(0);
+  });
+
+  it('offers no admin link to a user who is not staff', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ANALYST) });
+    renderApp('/');
+    expect(await screen.findByRole('heading', { name: 'Welcome, ada' })).toBeInTheDocument();
+    expect(screen.queryByRole('link', { name: 'Django admin' })).toBeNull();
+  });
+
+  it('renders unknown routes as not found inside the shell', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN) });
+    renderApp('/does/not/exist');
+    expect(await screen.findByRole('heading', { name: 'Page not found' })).toBeInTheDocument();
+    expect(screen.getByText('/does/not/exist', { selector: 'code' })).toBeInTheDocument();
+    expect(screen.getByTestId('username')).toHaveTextContent('admin');
+  });
+
+  it('returns to a plain login page after signing out', async () => {
+    document.cookie = 'csrftoken=from-cookie; path=/';
+    const requests = stubServer({
+      'GET /api/v1/auth/me/': () => json(200, ADMIN),
+      'POST /api/v1/auth/logout/': () => json(204),
+    });
+    renderApp('/');
+    await userEvent.click(await screen.findByRole('button', { name: 'Sign out' }));
+    expect(await screen.findByRole('heading', { name: 'Sign in' })).toBeInTheDocument();
+    expect(screen.getByTestId('url')).toHaveTextContent(/^\/login$/);
+    expect(requests.at(-1)?.headers['X-CSRFToken']).toBe('from-cookie');
+  });
+
+  it('goes to the login page when the telemetry socket is refused for want of a session', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN) });
+    renderApp('/does/not/exist');
+    await screen.findByRole('heading', { name: 'Page not found' });
+    act(() => {
+      FakeWebSocket.latest().acceptConnection();
+      FakeWebSocket.latest().serverClose(4401);
+    });
+    expect(await screen.findByRole('heading', { name: 'Sign in' })).toBeInTheDocument();
+    expect(screen.getByTestId('url')).toHaveTextContent('/login?next=%2Fdoes%2Fnot%2Fexist');
+  });
+
+  it('checks the session when the socket is refused at the handshake, and signs out if it is gone', async () => {
+    let signedIn = true;
+    stubServer({
+      'GET /api/v1/auth/me/': () => (signedIn ? json(200, ADMIN) : json(403, { detail: 'Not signed in.' })),
+    });
+    renderApp('/');
+    await screen.findByRole('heading', { name: 'Welcome, admin' });
+    act(() => FakeWebSocket.latest().acceptConnection());
+
+    // The server restarts: the session still stands, so the shell stays and keeps reconnecting.
+    act(() => FakeWebSocket.latest().serverClose(1012));
+    expect(await screen.findByText(/Reconnecting/)).toBeInTheDocument();
+    expect(screen.getByRole('heading', { name: 'Welcome, admin' })).toBeInTheDocument();
+
+    // The session expired meanwhile: the next refused handshake (1006) leads to the login page.
+    signedIn = false;
+    await waitFor(() => expect(FakeWebSocket.instances).toHaveLength(2), { timeout: 2000 });
+    act(() => FakeWebSocket.latest().serverClose(1006));
+    expect(await screen.findByRole('heading', { name: 'Sign in' })).toBeInTheDocument();
+    expect(screen.getByTestId('url')).toHaveTextContent('/login?next=%2F');
+  });
+
+  it('offers a retry when the session check fails for another reason', async () => {
+    let calls = 0;
+    stubServer({
+      'GET /api/v1/auth/me/': () => (++calls === 1 ? json(502, { detail: 'Bad gateway' }) : json(200, ADMIN)),
+    });
+    renderApp('/');
+    expect(await screen.findByRole('alert')).toHaveTextContent('Could not check your session: Bad gateway');
+    await userEvent.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('heading', { name: 'Welcome, admin' })).toBeInTheDocument();
+  });
+});

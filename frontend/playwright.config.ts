@@ -78,6 +78,7 @@ export default defineConfig({
       ...inherited,
       QIG_DATA_DIR: dataDir,
       QIG_ADMIN_PASSWORD: ADMIN.password,
+      QIG_WORKER_HEARTBEAT_S: '2',
     },
     url: `${baseURL}/healthz`,
     timeout: 180_000,

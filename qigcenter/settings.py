@@ -243,6 +243,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Kernels, federation nodes, knowledge uploads, fine-tuning jobs and telemetry.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {

@@ -61,6 +61,29 @@ describe('Header', () => {
     expect(screen.getByTestId('client-count')).toHaveTextContent('3');
   });
 
+  it('shows how long ago a worker spoke, by the server clock, and warns when it is quiet', () => {
+    renderHeader(ADMIN);
+    const socket = FakeWebSocket.latest();
+    act(() => {
+      socket.acceptConnection();
+      socket.receive({ type: 'heartbeat', server_time: '2026-11-21T10:00:00+00:00', clients: 1 });
+    });
+    expect(screen.getByTestId('worker-seen')).toHaveTextContent('not heard yet');
+    act(() => {
+      socket.receive({
+        type: 'event',
+        topic: 'system',
+        payload: { kind: 'worker.heartbeat', hostname: 'vm', pid: 42, time: '2026-11-21T09:59:58.5+00:00' },
+      });
+      socket.receive({ type: 'heartbeat', server_time: '2026-11-21T10:00:01+00:00', clients: 1 });
+    });
+    expect(screen.getByTestId('worker-seen')).toHaveTextContent('seen 3 s ago');
+    expect(screen.getByTestId('worker-seen')).not.toHaveClass('telemetry__warn');
+    act(() => socket.receive({ type: 'heartbeat', server_time: '2026-11-21T10:01:00+00:00', clients: 1 }));
+    expect(screen.getByTestId('worker-seen')).toHaveTextContent('seen 62 s ago');
+    expect(screen.getByTestId('worker-seen')).toHaveClass('telemetry__warn');
+  });
+
   it('says reconnecting, keeping the last known time, when the socket drops', () => {
     renderHeader(ADMIN);
     const socket = FakeWebSocket.latest();

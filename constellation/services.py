@@ -1,2 +1,29 @@
-"""Kernel services. Inference and routing over the engine arrive with the engine and inference
-issues; views and tasks call these functions, never the engine directly."""
+"""Kernel services. Inference and routing over the engine arrive with the inference issue; views,
+tasks and the runner call these functions, never the engine's E8 module directly."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from constellation.engine import e8
+from constellation.models import Kernel
+
+
+def ensure_kernels() -> int:
+    """Create the 240 kernel rows from the E8 roots (index, role, initial anchor), idempotently.
+
+    Existing rows are left alone: their status, adapter and trained anchor are the product's
+    state. Returns how many rows were created.
+    """
+    existing = set(Kernel.objects.values_list("index", flat=True))
+    if len(existing) == e8.N_ROOTS:
+        return 0
+    roles, anchors = e8.roles(), e8.anchors()  # (240,), (240, 64)
+    missing = [
+        Kernel(index=i, role=str(roles[i]), anchor=[float(v) for v in anchors[i]])
+        for i in range(e8.N_ROOTS)
+        if i not in existing
+    ]
+    with transaction.atomic():
+        Kernel.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)

@@ -79,6 +79,8 @@ export default defineConfig({
       QIG_DATA_DIR: dataDir,
       QIG_ADMIN_PASSWORD: ADMIN.password,
       QIG_WORKER_HEARTBEAT_S: '2',
+      // No background training during UI tests (the training path has its own tests).
+      QIG_BOOTSTRAP: '0',
     },
     url: `${baseURL}/healthz`,
     timeout: 180_000,

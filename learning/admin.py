@@ -1,13 +1,24 @@
 from django.contrib import admin
 
-from learning.models import FineTuneJob, LearningEvent
+from learning.models import FineTuneJob, JobMetric, LearningEvent
 
 
 @admin.register(FineTuneJob)
 class FineTuneJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "priority", "progress", "device", "created_at"]
+    list_display = ["id", "kind", "status", "priority", "progress", "device", "runs", "created_at"]
     list_filter = ["kind", "status", "device"]
-    readonly_fields = ["progress", "metrics", "device", "error", "started_at", "finished_at"]
+    # The runner owns these; an admin changes a job's status through the API's actions.
+    readonly_fields = [
+        *("progress", "step", "total_steps", "eta_s", "metrics", "device", "checkpoint_path"),
+        *("lease", "worker", "heartbeat_at", "runs", "error", "error_kind"),
+        *("started_at", "finished_at"),
+    ]
+
+
+@admin.register(JobMetric)
+class JobMetricAdmin(admin.ModelAdmin):
+    list_display = ["job", "step", "kernel", "loss", "phi", "kappa", "created_at"]
+    list_filter = ["job"]
 
 
 @admin.register(LearningEvent)

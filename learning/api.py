@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from learning import services
-from learning.models import FineTuneJob, JobKind, LearningEvent
+from learning.models import FineTuneJob, JobKind, JobMetric, LearningEvent
 from qigcenter.errors import DomainError
 from qigcenter.permissions import IsStaffOrReadOnly
 from uploads.models import KnowledgeFile
@@ -30,9 +30,17 @@ class FineTuneJobSerializer(serializers.ModelSerializer):
             "target_kernels",
             "hyperparameters",
             "progress",
+            "step",
+            "total_steps",
+            "eta_s",
             "metrics",
             "device",
+            "checkpoint_path",
+            "after",
+            "runs",
+            "heartbeat_at",
             "error",
+            "error_kind",
             "created_by",
             "created_at",
             "started_at",
@@ -51,6 +59,23 @@ class QueueJobSerializer(serializers.Serializer):
     datasets = serializers.PrimaryKeyRelatedField(
         queryset=KnowledgeFile.objects.all(), many=True, default=list
     )
+
+
+HISTORY_LIMIT = 10_000
+
+
+class JobMetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobMetric
+        fields = [
+            *("step", "kernel", "loss", "lr", "grad_norm", "tokens_per_s"),
+            *("phi", "kappa", "regime", "phase", "created_at"),
+        ]
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    after_step = serializers.IntegerField(default=0, min_value=0)
+    limit = serializers.IntegerField(default=HISTORY_LIMIT, min_value=1, max_value=HISTORY_LIMIT)
 
 
 class PrioritySerializer(serializers.Serializer):
@@ -85,8 +110,7 @@ class FineTuneJobViewSet(
         return Response(FineTuneJobSerializer(job).data, status=201)
 
     def _act(self, verb: str) -> Response:
-        job = self.get_object()
-        getattr(job, verb)()
+        job = services.control_job(self.get_object(), verb)
         return Response(FineTuneJobSerializer(job).data)
 
     @extend_schema(request=None)
@@ -115,6 +139,23 @@ class FineTuneJobViewSet(
         job.priority = payload.validated_data["priority"]
         job.save(update_fields=["priority"])
         return Response(FineTuneJobSerializer(job).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after_step", int, description="only steps after this one"),
+            OpenApiParameter("limit", int, description=f"at most this many (≤ {HISTORY_LIMIT})"),
+        ],
+        responses={200: JobMetricSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        """The job's metric history, one row per step in order (resumes included)."""
+        job = self.get_object()
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = job.metric_history.filter(step__gt=query.validated_data["after_step"])
+        rows = rows.order_by("step")[: query.validated_data["limit"]]
+        return Response(JobMetricSerializer(rows, many=True).data)
 
 
 class LearningEventSerializer(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from dashboard.services import publish_on_commit
 from qigcenter.errors import InvalidTransition
 
 
@@ -25,8 +26,18 @@ class JobStatus(models.TextChoices):
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
+class ErrorKind(models.TextChoices):
+    """Why a job failed: an expected failure (its data or settings) or a crash (a bug, a device)."""
+
+    NONE = "", "no error"
+    INVALID = "invalid", "invalid job (data, settings or a missing prerequisite)"
+    CRASH = "crash", "crash"
+
+
 class FineTuneJob(models.Model):
-    """A training job. Its row is the job's state; only the methods below change ``status``."""
+    """A training job. Its row is the job's state: admins change ``status`` through the methods
+    below (each under a row lock), the runner that holds the job's lease through
+    ``learning.runner`` (docs/training.md)."""
 
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
@@ -35,10 +46,30 @@ class FineTuneJob(models.Model):
     target_kernels = models.JSONField(default=list, blank=True, help_text="kernel indices")
     hyperparameters = models.JSONField(default=dict, blank=True)
     progress = models.FloatField(default=0.0, help_text="0..1")
+    step = models.PositiveIntegerField(default=0, help_text="steps done, over all its kernels")
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_s = models.FloatField(null=True, blank=True, help_text="seconds left, from this run's rate")
     metrics = models.JSONField(default=dict, blank=True, help_text="latest step's metrics")
     device = models.CharField(max_length=32, blank=True)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    after = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="followers",
+        help_text="runs only once this job has completed",
+    )
+    # The run holding the job: a fresh id per claim, blank when no runner has it. Only the holder
+    # writes progress (a conditional UPDATE on the lease), so a worker presumed dead that wakes
+    # up again cannot write over the run that replaced it.
+    lease = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="node name:pid of its runner")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveIntegerField(default=0, help_text="runner starts (a resume counts)")
     status_reason = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="jobs"
     )
@@ -49,6 +80,13 @@ class FineTuneJob(models.Model):
     class Meta:
         ordering = ["-priority", "created_at"]
         indexes = [models.Index(fields=["status", "-priority", "created_at"])]
+        constraints = [
+            # One run per device, enforced by the database: two workers claiming at once cannot
+            # both start a job on the same GPU (or the CPU).
+            models.UniqueConstraint(
+                fields=["device"], condition=~models.Q(lease=""), name="one_run_per_device"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.kind}, {self.status})"
@@ -70,7 +108,24 @@ class FineTuneJob(models.Model):
             if new_status in FINISHED:
                 current.finished_at = timezone.now()
             current.save(update_fields=["status", "status_reason", "finished_at"])
+            publish_on_commit("jobs", current.status_message())
         self.refresh_from_db()
+
+    def status_message(self) -> dict[str, object]:
+        """The `jobs` topic's payload announcing this job's status (docs/training.md)."""
+        return {
+            "kind": "job.status",
+            "job": self.pk,
+            "job_kind": self.kind,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "progress": self.progress,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "device": self.device,
+            "error": self.error,
+            "error_kind": self.error_kind,
+        }
 
     def cancel(self, reason: str = "cancelled by an admin") -> None:
         self._transition(
@@ -109,3 +164,28 @@ class LearningEvent(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.message}"
+
+
+class JobMetric(models.Model):
+    """One training step of a job: its continuous metric history (a resume replaces the steps
+    after the checkpoint it resumed from, so every step appears once)."""
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="metric_history")
+    step = models.PositiveIntegerField(help_text="job step (over all its kernels)")
+    kernel = models.PositiveSmallIntegerField(null=True, blank=True)
+    loss = models.FloatField()
+    lr = models.FloatField()
+    grad_norm = models.FloatField()
+    tokens_per_s = models.FloatField()
+    phi = models.FloatField(null=True, blank=True, help_text="measured at this step, else null")
+    kappa = models.FloatField(null=True, blank=True)
+    regime = models.CharField(max_length=16, blank=True)
+    phase = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "step"]
+        constraints = [models.UniqueConstraint(fields=["job", "step"], name="one_metric_per_step")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} step {self.step}: loss {self.loss:.4f}"

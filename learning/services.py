@@ -1,7 +1,7 @@
 """Learning services: queueing and controlling fine-tuning jobs.
 
-The runner that executes a job (Celery, GPU/CPU) arrives with the fine-tuning issue; these
-functions own what may be queued and how.
+These functions own what may be queued and how; `learning.runner` runs what was queued (a Celery
+task on the `gpu` queue, see docs/training.md).
 """
 
 from __future__ import annotations
@@ -12,8 +12,12 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 
-from learning.models import FineTuneJob, JobKind
+from dashboard.services import publish_on_commit
+from learning.models import FineTuneJob, JobKind, LearningEvent
+from qigcenter.celery import app as celery_app
 from qigcenter.errors import DomainError
+
+RUN_NEXT_JOB = "learning.tasks.run_next_job"
 
 
 @dataclass(frozen=True)
@@ -34,19 +38,25 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "gpus": Hyperparameter(int, 1, 1, 64),
     "phi_every": Hyperparameter(int, 10, 1, 10_000),
     "seed": Hyperparameter(int, 0, 0, 2**31 - 1),
+    "vocab_size": Hyperparameter(int, 8000, 512, 65536),  # coordizer jobs
 }
-OPTIMIZERS = ("diagonal_fisher", "adamw")
+# Named choices: the first is the default. `preset` is the trunk size of a pretrain job.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("diagonal_fisher", "adamw"),
+    "preset": ("tiny", "100m"),
+}
+OPTIMIZERS = CHOICES["optimizer"]
 
 
 def validate_hyperparameters(raw: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and check every value; unknown names and bad values name the field."""
     if not isinstance(raw, dict):
         raise DomainError("hyperparameters must be a JSON object")
-    unknown = sorted(set(raw) - set(HYPERPARAMETERS) - {"optimizer"})
+    unknown = sorted(set(raw) - set(HYPERPARAMETERS) - set(CHOICES))
     if unknown:
         raise DomainError(
             f"unknown hyperparameter(s): {', '.join(unknown)}; "
-            f"known: {', '.join([*HYPERPARAMETERS, 'optimizer'])}"
+            f"known: {', '.join([*HYPERPARAMETERS, *CHOICES])}"
         )
     clean: dict[str, Any] = {}
     for name, spec in HYPERPARAMETERS.items():
@@ -60,23 +70,26 @@ def validate_hyperparameters(raw: dict[str, Any]) -> dict[str, Any]:
                 f"hyperparameter {name}={value} is outside [{spec.minimum}, {spec.maximum}]"
             )
         clean[name] = spec.kind(value)
-    optimizer = raw.get("optimizer", OPTIMIZERS[0])
-    if optimizer not in OPTIMIZERS:
-        raise DomainError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
-    clean["optimizer"] = optimizer
+    for name, options in CHOICES.items():
+        choice = raw.get(name, options[0])
+        if choice not in options:
+            raise DomainError(f"{name} must be one of {', '.join(options)}, not {choice!r}")
+        clean[name] = choice
     return clean
 
 
 def queue_job(
     *,
     kind: str,
-    created_by: AbstractBaseUser | AnonymousUser,
+    created_by: AbstractBaseUser | AnonymousUser | None,
     hyperparameters: dict[str, Any] | None = None,
     target_kernels: list[int] | None = None,
     priority: int = 0,
     dataset_ids: list[int] | None = None,
+    after: FineTuneJob | None = None,
 ) -> FineTuneJob:
-    """Create a queued job after checking it makes sense for its kind."""
+    """Create a queued job after checking it makes sense for its kind, and ask a worker to run
+    it once the row is committed. `after`: a job that must complete first."""
     if kind not in JobKind.values:
         raise DomainError(f"kind must be one of {', '.join(JobKind.values)}, not {kind!r}")
     kernels = sorted(set(target_kernels or []))
@@ -94,7 +107,50 @@ def queue_job(
             target_kernels=kernels,
             priority=priority,
             created_by=created_by if isinstance(created_by, User) else None,
+            after=after,
         )
         if dataset_ids:
             job.datasets.set(dataset_ids)
+        publish_on_commit("jobs", job.status_message())
+        dispatch()
     return job
+
+
+def control_job(job: FineTuneJob, verb: str) -> FineTuneJob:
+    """An admin's cancel, pause or resume. A running job's runner notices within a second and
+    stops cleanly, keeping its last checkpoint; a resumed job is queued and a worker asked."""
+    with transaction.atomic():
+        if verb == "cancel":
+            job.cancel()
+        elif verb == "pause":
+            job.pause()
+        elif verb == "resume":
+            job.resume()
+            dispatch()
+        else:
+            raise DomainError(f"unknown action {verb!r}")
+    return job
+
+
+def dispatch() -> None:
+    """Ask a `gpu` worker to claim the next job once the current transaction commits.
+
+    Claims are idempotent (a worker finding nothing to do returns at once), so asking too often
+    costs nothing, and a message lost with a broker is made up for by the watchdog. Sent by name:
+    the web process needn't import the runner (and PyTorch) to queue a job.
+    """
+    transaction.on_commit(lambda: celery_app.send_task(RUN_NEXT_JOB), robust=True)
+
+
+def event_message(event: LearningEvent) -> dict[str, Any]:
+    """The `learning` topic's payload for one learning event (docs/training.md)."""
+    return {
+        "kind": "learning.event",
+        "id": event.pk,
+        "event_kind": event.kind,
+        "message": event.message,
+        "job": event.job_id,
+        "kernel": event.kernel_index,
+        "data": event.data,
+        "created_at": event.created_at.isoformat(),
+    }

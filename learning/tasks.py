@@ -1,1 +1,41 @@
-"""Celery tasks of the learning app (the job runner arrives with the fine-tuning issue)."""
+"""Celery tasks of the learning app: thin wrappers over `learning.runner` (docs/training.md)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Task, shared_task
+from celery.signals import worker_init
+from django.db import connection
+
+from learning import runner
+
+# This worker's node name (e.g. `gpu@host`, `embedded@host`), set when it starts: runs are held as
+# `node:pid`, so that the worker's next incarnation knows which leases were its own.
+_node: str | None = None
+
+
+@shared_task(name="learning.tasks.run_next_job", bind=True, acks_late=True, ignore_result=True)
+def run_next_job(self: Task) -> int | None:
+    """Queue `gpu`: claim the next job for a free device and train it (None: nothing to do)."""
+    return runner.run_next_job(worker=f"{_node or self.request.hostname}:{os.getpid()}")
+
+
+@shared_task(name="learning.tasks.watchdog", ignore_result=True)
+def watchdog() -> None:
+    """Beat: requeue the jobs of dead workers and make sure queued jobs get a runner."""
+    runner.watchdog()
+
+
+@worker_init.connect
+def _on_worker_init(sender: Any, **kwargs: Any) -> None:
+    """A worker consuming `gpu` starts (a `celery worker` process or the embedded worker)."""
+    global _node
+    _node = sender.hostname
+    if "gpu" not in sender.app.amqp.queues.consume_from:
+        return
+    try:
+        runner.on_worker_start(sender.hostname)
+    finally:
+        connection.close()  # a prefork worker forks after this: no connection to inherit

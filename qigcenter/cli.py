@@ -154,13 +154,20 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def prepare(verbosity: int = 1) -> None:
-    """Migrate the database and make sure the admin account exists (idempotent)."""
+    """Migrate the database, make sure the admin account and the 240 kernels exist, and on a
+    fresh install queue the bootstrap training jobs (all idempotent)."""
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=verbosity)
     _ensure_admin()
+    from constellation.services import ensure_kernels
+    from learning.bootstrap import queue_bootstrap_jobs
+
+    ensure_kernels()
+    for job in queue_bootstrap_jobs():
+        print(f"qig: queued bootstrap job {job.pk} ({job.kind})", flush=True)
 
 
 def _ensure_admin() -> None:

@@ -37,8 +37,11 @@ def remember_web_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def web_loop() -> asyncio.AbstractEventLoop | None:
-    """The web server's event loop, once it has served something (embedded mode only)."""
-    return _web_loop if settings.EMBEDDED_WORKER else None
+    """The web server's event loop, once it has served something (embedded mode only; None once
+    that loop is closed, e.g. after an in-process ASGI test)."""
+    if not settings.EMBEDDED_WORKER or _web_loop is None or _web_loop.is_closed():
+        return None
+    return _web_loop
 
 
 def _run_worker() -> None:

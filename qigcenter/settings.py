@@ -33,12 +33,15 @@ FRONTEND_DIST = env_path("QIG_FRONTEND_DIST", BASE_DIR / "frontend" / "dist")
 # Where uploads, checkpoints and the SQLite file live. Created on first use, never in a template.
 UPLOADS_DIR = DATA_DIR / "uploads"
 CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
+# What training produced and inference loads: coordizer/, trunk (a link to the newest export),
+# kernels/<index> (adapters), bootstrap-corpus.jsonl. See docs/training.md.
+MODELS_DIR = DATA_DIR / "models"
 MEDIA_ROOT = str(UPLOADS_DIR)
 MEDIA_URL = "/media/"
 
 
 def _ensure_data_dir() -> None:
-    for path in (DATA_DIR, UPLOADS_DIR, CHECKPOINTS_DIR, DATA_DIR / "static"):
+    for path in (DATA_DIR, UPLOADS_DIR, CHECKPOINTS_DIR, MODELS_DIR, DATA_DIR / "static"):
         path.mkdir(parents=True, exist_ok=True)
 
 
@@ -159,6 +162,10 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
             },
+            # Tests get a file, not the in-memory default: the training runner's threads (and
+            # the embedded worker's) each open a connection, and an in-memory shared-cache
+            # database answers concurrent writers with "table is locked" instead of waiting.
+            "TEST": {"NAME": str(DATA_DIR / "test-qig.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -193,7 +200,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"learning.tasks.run_finetune_job": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "learning.tasks.run_next_job": {"queue": "gpu"},
+    "learning.tasks.watchdog": {"queue": "default"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -205,12 +215,50 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # How often beat asks a worker to announce itself on the telemetry pipe (header: "worker seen").
 WORKER_HEARTBEAT_S = env_float("QIG_WORKER_HEARTBEAT_S", 5.0, minimum=0.5)
+# --- Training jobs (learning app; docs/training.md). ---
+# A running job's runner refreshes the row's heartbeat_at every JOB_HEARTBEAT_S; the watchdog
+# (beat, every JOB_WATCHDOG_S) requeues a job whose heartbeat is older than JOB_STALE_AFTER_S
+# (its worker died) and makes sure a queued job has a runner on its way.
+JOB_HEARTBEAT_S = env_float("QIG_JOB_HEARTBEAT_S", 1.0, minimum=0.1)
+JOB_STALE_AFTER_S = env_float("QIG_JOB_STALE_AFTER_S", 30.0, minimum=1.0)
+JOB_WATCHDOG_S = env_float("QIG_JOB_WATCHDOG_S", 15.0, minimum=0.5)
+if JOB_STALE_AFTER_S < 3 * JOB_HEARTBEAT_S:
+    raise ConfigError(
+        "QIG_JOB_STALE_AFTER_S",
+        str(JOB_STALE_AFTER_S),
+        f"at least 3 × QIG_JOB_HEARTBEAT_S ({3 * JOB_HEARTBEAT_S:g} s)",
+    )
+JOB_CHECKPOINT_EVERY = env_int("QIG_CHECKPOINT_EVERY", 50, minimum=1)
+# Per-step telemetry on the `jobs` topic: at most 4 messages a second per job (DESIGN §6).
+JOB_TELEMETRY_INTERVAL_S = 0.25
+# `auto`: the CUDA GPU with the most free memory (NVML) when there is one, else the CPU.
+TRAIN_DEVICE = env_str("QIG_TRAIN_DEVICE", "auto")
+if TRAIN_DEVICE not in ("auto", "cpu", "cuda"):
+    raise ConfigError("QIG_TRAIN_DEVICE", TRAIN_DEVICE, "one of auto, cpu, cuda")
+# CPU threads for training; 0 = leave PyTorch's default, except in embedded mode where the
+# runner keeps one core for the web server (cpu_count − 1).
+TRAIN_THREADS = env_int("QIG_TRAIN_THREADS", 0, minimum=0)
+
+# First start with no trunk: queue a coordizer job and a pretrain job on the bootstrap corpus.
+BOOTSTRAP = env_bool("QIG_BOOTSTRAP", True)
+BOOTSTRAP_PRESET = env_str("QIG_BOOTSTRAP_PRESET", "tiny")
+if BOOTSTRAP_PRESET not in ("tiny", "100m"):
+    raise ConfigError("QIG_BOOTSTRAP_PRESET", BOOTSTRAP_PRESET, "one of tiny, 100m")
+BOOTSTRAP_STEPS = env_int("QIG_BOOTSTRAP_STEPS", 2000, minimum=1, maximum=1_000_000)
+BOOTSTRAP_CORPUS_MB = env_float("QIG_BOOTSTRAP_CORPUS_MB", 1.0, minimum=0.01)
+BOOTSTRAP_VOCAB = env_int("QIG_BOOTSTRAP_VOCAB", 8000, minimum=512, maximum=65536)
+
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "dashboard.tasks.worker_heartbeat",
         "schedule": WORKER_HEARTBEAT_S,
         "options": {"expires": WORKER_HEARTBEAT_S * 2},
-    }
+    },
+    "learning-watchdog": {
+        "task": "learning.tasks.watchdog",
+        "schedule": JOB_WATCHDOG_S,
+        "options": {"expires": JOB_WATCHDOG_S * 2},
+    },
 }
 READY_TIMEOUT_S = env_float("QIG_READY_TIMEOUT_S", 3.0, minimum=0.1)
 

@@ -38,6 +38,8 @@ class Product:
             "QIG_DATA_DIR": str(data_dir),
             "QIG_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "QIG_WORKER_HEARTBEAT_S": "1",
+            # No bootstrap training unless a test asks for it: it would load the CPU for minutes.
+            "QIG_BOOTSTRAP": "0",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

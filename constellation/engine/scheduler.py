@@ -1,0 +1,205 @@
+"""Continuous batching (DESIGN.md §4): requests join and leave the decode batch between steps.
+
+Each admitted request is prefilled alone into its own batch-1 KV cache; from then on one
+batched forward per step advances every active request together (`RaggedCaches`: linear layers
+and LoRA are batched across rows, attention runs per row over that row's own history). A request
+that finishes frees its row at once and a waiting one takes it on the next step.
+
+Use it synchronously (`submit` + `step` / `run_until_idle`) or with the background thread
+(`start` / `stop`), iterating each `Ticket` for its tokens as they are produced.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .generation import Request
+from .model import KVCache, LoRABank, LoRARoute, RaggedCaches, Trunk, cache_dtype
+from .sampling import make_generator, sample_next
+
+
+class Ticket:
+    """A submitted request: iterate it for token ids; `done_reason` is set when it finishes."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.tokens: list[int] = []
+        self.done_reason: str | None = None
+        self.hidden: list[Tensor] = []  # final hidden states (T, C) per step, for Φ/κ
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._done = threading.Event()
+
+    def _emit(self, token: int) -> None:
+        self.tokens.append(token)
+        self._queue.put(token)
+
+    def _finish(self, reason: str) -> None:
+        self.done_reason = reason
+        self._done.set()
+        self._queue.put(None)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            tok = self._queue.get()
+            if tok is None:  # put by _finish, after every token
+                return
+            yield tok
+
+
+@dataclass
+class _Row:
+    ticket: Ticket
+    cache: KVCache
+    slot: int
+    gen: torch.Generator
+    history: list[int]
+    budget: int
+    produced: int = 0
+    last: int = 0
+    hidden: list[Tensor] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        trunk: Trunk,
+        bank: LoRABank | None = None,
+        eot_id: int | None = None,
+        max_batch: int = 8,
+        keep_hidden: bool = False,
+    ) -> None:
+        assert max_batch >= 1, "max_batch must be ≥ 1"
+        self.trunk, self.bank, self.eot_id = trunk, bank, eot_id
+        self.max_batch, self.keep_hidden = max_batch, keep_hidden
+        self.pending: deque[Ticket] = deque()
+        self.active: list[_Row] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running = False
+
+    # ---- submission ------------------------------------------------------------------------
+    def submit(self, request: Request) -> Ticket:
+        if len(request.kernels) != 1:
+            raise ValueError("kernels: the scheduler serves one kernel per request (use decode())")
+        kernel = request.kernels[0][0]
+        if kernel is not None and self.bank is None:
+            raise ValueError("kernels: a bank is needed to serve kernel adapters")
+        if max(request.prompt) >= self.trunk.cfg.vocab_size:
+            raise ValueError("prompt: token id beyond the trunk's vocabulary")
+        ticket = Ticket(request)
+        with self._lock:
+            self.pending.append(ticket)
+        self._wake.set()
+        return ticket
+
+    # ---- one iteration ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self) -> bool:
+        """Admit waiting requests (prefill), then advance every active request by one token.
+        Returns False when there was nothing to do."""
+        worked = False
+        while len(self.active) < self.max_batch:
+            with self._lock:
+                if not self.pending:
+                    break
+                ticket = self.pending.popleft()
+            self._admit(ticket)
+            worked = True
+        if self.active:
+            self._decode_step()
+            worked = True
+        return worked
+
+    def run_until_idle(self) -> None:
+        while self.step():
+            pass
+
+    def _admit(self, ticket: Ticket) -> None:
+        cfg, dev = self.trunk.cfg, self.trunk.device
+        req = ticket.request
+        prompt = req.prompt[-(cfg.max_seq_len - 1) :]
+        n = req.options.num_predict
+        budget = n if n >= 0 else cfg.max_seq_len
+        cache = KVCache(
+            cfg,
+            1,
+            min(cfg.max_seq_len, len(prompt) + budget),
+            cache_dtype(self.trunk.dtype, dev),
+            dev,
+        )
+        slot = self.bank.slots_for([req.kernels[0][0]])[0] if self.bank is not None else 0
+        route = LoRARoute.for_rows(self.bank, [slot]) if self.bank is not None else None
+        out = self.trunk(
+            torch.tensor([prompt], device=dev), route=route, cache=cache, last_only=True
+        )
+        row = _Row(ticket, cache, slot, make_generator(req.options.seed), list(req.prompt), budget)
+        if self.keep_hidden:
+            ticket.hidden.append(out.hidden[0].float())
+        if not self._sample(row, out.logits[0, -1]):
+            self.active.append(row)
+
+    def _decode_step(self) -> None:
+        dev = self.trunk.device
+        rows = self.active
+        idx = torch.tensor([[r.last] for r in rows], device=dev)  # (B, 1)
+        route = LoRARoute.for_rows(self.bank, [r.slot for r in rows]) if self.bank else None
+        out = self.trunk(idx, route=route, cache=RaggedCaches([r.cache for r in rows]))
+        still = []
+        for i, row in enumerate(rows):
+            if self.keep_hidden:
+                row.ticket.hidden.append(out.hidden[i].float())
+            if not self._sample(row, out.logits[i, -1]):
+                still.append(row)
+        self.active = still
+
+    def _sample(self, row: _Row, logits: Tensor) -> bool:
+        """Draw the row's next token, emit it; True when the request has finished."""
+        opts = row.ticket.request.options
+        tok = sample_next(logits, row.history, opts, row.gen)
+        row.produced += 1
+        row.history.append(tok)
+        row.last = tok
+        if self.eot_id is not None and tok == self.eot_id:
+            row.ticket._finish("stop")
+            return True
+        row.ticket._emit(tok)
+        if row.produced >= row.budget or row.cache.pos >= row.cache.max_len:
+            row.ticket._finish("length")
+            return True
+        return False
+
+    # ---- background thread -----------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="engine-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while self._running:
+            if not self.step():
+                self._wake.wait(0.05)
+                self._wake.clear()

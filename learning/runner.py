@@ -1,0 +1,286 @@
+"""The job runner: the one owner of a running job's state (DESIGN.md §6, docs/training.md).
+
+A worker on the `gpu` queue runs `run_next_job`: it claims the highest-priority claimable job for a
+free device (one run per device, enforced by a unique constraint), holds the claim as a *lease*
+(a fresh id written on the row), trains it through `learning.training`, records the outcome and
+asks for the next claim. While it trains, a watcher thread refreshes the row's `heartbeat_at` and
+notices a cancel or pause within a second. Every write of a run is conditional on its lease, so a
+runner presumed dead cannot write over the run that replaced it.
+
+A worker that dies leaves its job leased with a heartbeat that goes stale: the watchdog (beat)
+requeues it, and so does a worker starting under the same node name (its previous incarnation is
+gone). The requeued job resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from dashboard.services import publish_on_commit
+from learning import devices, training
+from learning.models import (
+    FINISHED,
+    ErrorKind,
+    FineTuneJob,
+    JobStatus,
+    LearningEvent,
+    LearningEventKind,
+)
+from learning.services import dispatch, event_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    lease: str
+    device: str
+    worker: str
+
+
+def claimable_jobs() -> QuerySet[FineTuneJob]:
+    """Queued jobs no runner holds whose prerequisite (if any) has completed, in claim order."""
+    return (
+        FineTuneJob.objects.filter(status=JobStatus.QUEUED, lease="")
+        .filter(Q(after__isnull=True) | Q(after__status=JobStatus.COMPLETED))
+        .order_by("-priority", "created_at", "pk")
+    )
+
+
+def claim_next_job(worker: str) -> Claim | None:
+    """Atomically take the next job for a free device, or None (no job, or every device busy)."""
+    lease = uuid.uuid4().hex
+    try:
+        with transaction.atomic():
+            busy = set(FineTuneJob.objects.exclude(lease="").values_list("device", flat=True))
+            device = devices.pick_device(busy)
+            if device is None:
+                return None
+            job = claimable_jobs().select_for_update(skip_locked=True, of=("self",)).first()
+            if job is None:
+                return None
+            now = timezone.now()
+            job.status, job.status_reason = JobStatus.RUNNING, ""
+            job.lease, job.device, job.worker = lease, device, worker
+            job.heartbeat_at, job.started_at = now, job.started_at or now
+            job.runs += 1
+            job.error, job.error_kind, job.eta_s = "", ErrorKind.NONE, None
+            job.save(
+                update_fields=[
+                    *("status", "status_reason", "lease", "device", "worker", "heartbeat_at"),
+                    *("started_at", "runs", "error", "error_kind", "eta_s"),
+                ]
+            )
+            publish_on_commit("jobs", job.status_message())
+    except IntegrityError:
+        # Another worker took this device between our look and our write (the unique
+        # constraint on leased devices said no): nothing to do, that worker runs.
+        return None
+    log.info("job %s: claimed by %s on %s (run %s)", job.pk, worker, device, job.runs)
+    return Claim(job.pk, lease, device, worker)
+
+
+class Watcher(threading.Thread):
+    """Refreshes the run's heartbeat and notices a cancel, a pause or a lost lease."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(name=f"qig-job-{claim.job_id}-watcher", daemon=True)
+        self.claim = claim
+        self.stop_reason: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._done.wait(settings.JOB_HEARTBEAT_S):
+                try:
+                    self.check()
+                except DatabaseError:
+                    log.warning("job %s: heartbeat failed", self.claim.job_id, exc_info=True)
+        finally:
+            connection.close()
+
+    def check(self) -> None:
+        c = self.claim
+        mine = FineTuneJob.objects.filter(pk=c.job_id, lease=c.lease)
+        if not mine.update(heartbeat_at=timezone.now()):
+            self.stop_reason = "another runner took the job over"
+            return
+        status, reason = mine.values_list("status", "status_reason").get()
+        if status != JobStatus.RUNNING:
+            self.stop_reason = reason or status
+
+    def should_stop(self) -> str | None:
+        return self.stop_reason
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def finish(
+    claim: Claim,
+    status: str,
+    *,
+    reason: str = "",
+    error: str = "",
+    error_kind: str = ErrorKind.NONE,
+    then: Callable[[FineTuneJob], None] | None = None,
+) -> bool:
+    """Record a run's outcome, unless the run lost its lease or an admin already moved the job
+    (their pause or cancel stands). `then(job)` runs in the same transaction."""
+    with transaction.atomic():
+        job = FineTuneJob.objects.select_for_update().get(pk=claim.job_id)
+        if job.lease != claim.lease or job.status != JobStatus.RUNNING:
+            return False
+        job.status, job.status_reason = status, reason
+        job.error, job.error_kind = error, error_kind
+        if status in FINISHED:
+            job.finished_at = timezone.now()
+        if status == JobStatus.COMPLETED:
+            job.progress, job.eta_s = 1.0, 0.0
+        job.save(
+            update_fields=[
+                *("status", "status_reason", "error", "error_kind", "finished_at", "progress"),
+                "eta_s",
+            ]
+        )
+        if then is not None:
+            then(job)
+        publish_on_commit("jobs", job.status_message())
+    return True
+
+
+def release(claim: Claim) -> None:
+    """The run is over: free its device (the job's status was recorded before)."""
+    FineTuneJob.objects.filter(pk=claim.job_id, lease=claim.lease).update(
+        lease="", heartbeat_at=None, eta_s=None
+    )
+
+
+def execute(claim: Claim) -> None:
+    """Train a claimed job and record how it ended. A crash is recorded, then re-raised."""
+    watcher = Watcher(claim)
+    watcher.start()
+    try:
+        outcome = training.train(claim.job_id, claim.lease, claim.device, watcher.should_stop)
+    except training.InvalidJob as exc:
+        log.warning("job %s failed: %s", claim.job_id, exc)
+        finish(
+            claim,
+            JobStatus.FAILED,
+            reason="invalid job",
+            error=str(exc),
+            error_kind=ErrorKind.INVALID,
+        )
+        return
+    except Exception as exc:
+        log.exception("job %s crashed", claim.job_id)
+        finish(
+            claim,
+            JobStatus.FAILED,
+            reason="crashed",
+            error=f"{type(exc).__name__}: {exc}",
+            error_kind=ErrorKind.CRASH,
+        )
+        raise
+    finally:
+        watcher.finish()
+    if outcome.status == "completed":
+        finish(claim, JobStatus.COMPLETED, then=outcome.record)
+    elif outcome.status == "paused":  # a guard paused it (collapse); an admin may resume it
+        finish(claim, JobStatus.PAUSED, reason=outcome.reason, then=outcome.record)
+    # "stopped": an admin paused or cancelled it, or another runner took it over; nothing to add
+
+
+def run_next_job(worker: str) -> int | None:
+    """Claim and run the next job, then ask for the one after it. Returns the job's id."""
+    cancel_orphaned_followers()
+    claim = claim_next_job(worker)
+    if claim is None:
+        return None
+    try:
+        execute(claim)
+    finally:
+        release(claim)
+        dispatch()
+    return claim.job_id
+
+
+# ---- faults: requeueing the jobs of dead workers ---------------------------------------------
+def _requeue(candidates: QuerySet[FineTuneJob], why: str) -> list[int]:
+    requeued = []
+    for pk in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            job = candidates.select_for_update().filter(pk=pk).first()
+            if job is None:  # its runner answered or released it meanwhile
+                continue
+            was_running = job.status == JobStatus.RUNNING
+            job.lease, job.heartbeat_at, job.eta_s = "", None, None
+            if was_running:
+                job.status, job.status_reason = JobStatus.QUEUED, f"requeued: {why}"
+            job.save(update_fields=["lease", "heartbeat_at", "eta_s", "status", "status_reason"])
+            event = LearningEvent.objects.create(
+                kind=LearningEventKind.JOB,
+                job=job,
+                message=f"job {job.pk} requeued: {why}",
+                data={"worker": job.worker, "step": job.step, "checkpoint": job.checkpoint_path},
+            )
+            publish_on_commit("jobs", job.status_message())
+            publish_on_commit("learning", event_message(event))
+        requeued.append(pk)
+        log.warning("job %s requeued: %s", pk, why)
+    return requeued
+
+
+def requeue_stale_jobs() -> list[int]:
+    """Requeue leased jobs whose runner stopped refreshing the heartbeat (its worker died)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_S)
+    stale = FineTuneJob.objects.exclude(lease="").filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+    return _requeue(stale, f"no heartbeat for {settings.JOB_STALE_AFTER_S:g} s")
+
+
+def requeue_jobs_of(node: str) -> list[int]:
+    """Requeue the jobs a worker of this node name held: a worker starting under a name that
+    still holds leases is that worker's next incarnation, so those runs are dead."""
+    held = FineTuneJob.objects.exclude(lease="").filter(worker__startswith=f"{node}:")
+    return _requeue(held, f"worker {node} restarted")
+
+
+def cancel_orphaned_followers() -> None:
+    """Queued jobs waiting for a job that failed or was cancelled will never run: cancel them."""
+    orphans = FineTuneJob.objects.filter(
+        status=JobStatus.QUEUED, after__status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
+    )
+    for job in orphans.select_related("after"):
+        assert job.after is not None
+        job.cancel(f"its prerequisite job {job.after.pk} {job.after.status}")
+
+
+def watchdog() -> None:
+    """Beat, every QIG_JOB_WATCHDOG_S: requeue dead runs; make sure a free device gets work."""
+    requeue_stale_jobs()
+    cancel_orphaned_followers()
+    busy = set(FineTuneJob.objects.exclude(lease="").values_list("device", flat=True))
+    if claimable_jobs().exists() and devices.pick_device(busy) is not None:
+        dispatch()
+
+
+def on_worker_start(node: str) -> None:
+    """A `gpu` worker is starting: take back what its previous incarnation held, then ask for
+    work (in embedded mode this is how a restarted product resumes its jobs at once)."""
+    requeue_jobs_of(node)
+    if claimable_jobs().exists():
+        dispatch()

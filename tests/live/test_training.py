@@ -1,0 +1,148 @@
+"""A training job in the real product (`qig up`), in this run's mode, through a worker's death.
+
+Embedded mode: the job trains on a thread of the daphne process; `kill -9` of that process ends
+the product, and starting it again on the same data dir resumes the job. Services mode: a separate
+`celery worker -Q gpu` process trains it; `kill -9` of that worker (and its pool) makes `qig`
+start a new one, which resumes the job. Either way the job resumes from its last checkpoint (at
+most 50 steps trained again), its metric history has every step exactly once, and it ran twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import psycopg
+import pytest
+
+from tests.learning import tiny
+from tests.live.product import Product, next_message
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
+
+SERVICES = bool(os.environ.get("REDIS_URL"))
+STEPS = 1500  # long enough that a 3× faster machine still kills it mid-job
+ENV = {
+    "QIG_TRAIN_THREADS": "1",
+    "QIG_JOB_HEARTBEAT_S": "0.5",
+    # Long: the restarted worker must take its job back itself, not the watchdog.
+    "QIG_JOB_STALE_AFTER_S": "300",
+    "QIG_JOB_WATCHDOG_S": "2",
+}
+
+
+@pytest.fixture
+def own_database() -> Iterator[dict[str, str]]:
+    """With PostgreSQL, the product gets a database of its own (the tests' stays untouched)."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        yield {}
+        return
+    name = f"qig_training_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return client.post(path, json=body, headers={"X-CSRFToken": client.cookies["csrftoken"]})
+
+
+def _job(client: httpx.Client, job_id: int) -> dict[str, Any]:
+    response = client.get(f"/api/v1/jobs/{job_id}/")
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _gpu_worker(product: Product) -> psutil.Process | None:
+    assert product.process is not None
+    for child in product.descendants():
+        if "-Q gpu" in " ".join(child.cmdline()) and child.ppid() == product.process.pid:
+            return child
+    return None
+
+
+async def _telemetry(product: Product, client: httpx.Client, seconds: float) -> list[dict]:
+    ws = await product.telemetry(client)
+    try:
+        await ws.send('{"type": "subscribe", "topics": ["jobs", "consciousness"]}')
+        await next_message(ws, lambda m: m["type"] == "subscribed", 10)
+        events: list[dict] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await next_message(ws, lambda m: m["type"] == "event", left)
+            except (AssertionError, TimeoutError):
+                break
+            events.append(message)
+        return events
+    finally:
+        await ws.close()
+
+
+async def test_it_resumes_a_killed_workers_job_from_its_checkpoint(
+    tmp_path: Path, own_database: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    tiny.save_coordizer(data / "models")
+    env = {**ENV, **own_database}
+    product = Product(data, **env).start()
+    try:
+        client = product.signin()
+        params = {**tiny.FAST_PRETRAIN, "steps": STEPS}
+        created = _post(client, "/api/v1/jobs/", {"kind": "pretrain", "hyperparameters": params})
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        product.wait_for(lambda: _job(client, job_id)["step"] > 0, 60, "the first step")
+
+        # Live telemetry while it trains: progress at most 4 times a second, Φ/κ readings.
+        events = await _telemetry(product, client, 2.0)
+        progress = [e["payload"] for e in events if e["payload"].get("kind") == "job.progress"]
+        readings = [e["payload"] for e in events if e["payload"].get("kind") == "training.reading"]
+        assert progress and readings, events
+        assert len(progress) <= 4 * 2.0 + 1
+        assert {"step", "total_steps", "progress", "eta_s", "loss", "phi"} <= set(progress[-1])
+        assert progress[-1]["job"] == job_id and progress[-1]["total_steps"] == STEPS
+
+        product.wait_for(lambda: _job(client, job_id)["step"] >= 60, 60, "step 60")
+        seen = _job(client, job_id)
+        assert seen["status"] == "running" and seen["checkpoint_path"], seen
+        if SERVICES:
+            victim = _gpu_worker(product)
+            assert victim is not None
+            os.killpg(victim.pid, signal.SIGKILL)
+            product.wait_for(
+                lambda: (w := _gpu_worker(product)) is not None and w.pid != victim.pid,
+                30,
+                "a new gpu worker",
+            )
+        else:
+            (web,) = [p for p in product.descendants() if "daphne" in " ".join(p.cmdline())]
+            web.kill()  # SIGKILL: the embedded worker dies with the web server
+            assert product.process is not None
+            product.process.wait(timeout=30)
+            product = Product(data, **env).start()
+            client = product.signin()
+
+        product.wait_for(lambda: _job(client, job_id)["status"] == "completed", 120, "completion")
+        job = _job(client, job_id)
+        assert job["runs"] == 2 and job["step"] == STEPS and job["progress"] == 1.0
+        history = client.get(f"/api/v1/jobs/{job_id}/history/").json()
+        assert [row["step"] for row in history] == list(range(1, STEPS + 1))
+        log = client.get("/api/v1/learning-events/").json()["results"]
+        (resumed,) = [e for e in log if e["job"] == job_id and "resumed from" in e["message"]]
+        assert resumed["data"]["step"] % 50 == 0
+        assert seen["step"] - 50 < resumed["data"]["step"], (seen["step"], resumed)
+    finally:
+        if product.process is not None and product.process.poll() is None:
+            product.stop()

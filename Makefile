@@ -17,10 +17,10 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.htm
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
 
 .PHONY: help up install build test lint typecheck migrations-check deploy-check \
-        test-backend test-frontend test-e2e chromium clean
+        test-backend test-frontend test-e2e bench chromium clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 up: install build  ## install everything and run the product on http://127.0.0.1:9200
 	$(BIN)/qig up $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
@@ -72,6 +72,16 @@ test-frontend: $(NODE_STAMP)  ## eslint + prettier check, Vitest component and h
 
 test-e2e: $(PY_STAMP) $(DIST) chromium  ## Playwright in Debian's Chromium against `qig up`
 	cd frontend && npx playwright test
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(PY_STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)  ## run the engine benchmarks (each prints one JSON object on its last line)
+	$(BIN)/python -m bench.route
+	$(BIN)/python -m bench.train
+	$(BIN)/python -m bench.decode
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

@@ -10,6 +10,10 @@ runner presumed dead cannot write over the run that replaced it.
 A worker that dies leaves its job leased with a heartbeat that goes stale: the watchdog (beat)
 requeues it, and so does a worker starting under the same node name (its previous incarnation is
 gone). The requeued job resumes from its last checkpoint.
+
+A worker that is asked to stop (`qig up` stopped with Ctrl-C or SIGTERM; see
+`qigcenter.lifecycle`) hands its job back instead: the job stops at its next step, saves a
+checkpoint there and goes back to the queue, so the next start loses no step.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from learning.models import (
     LearningEventKind,
 )
 from learning.services import dispatch, event_message
+from qigcenter import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,9 @@ class Claim:
     lease: str
     device: str
     worker: str
+
+
+SHUTDOWN_REASON = "the worker stopped; resumes from the checkpoint of the step it stopped at"
 
 
 def claimable_jobs() -> QuerySet[FineTuneJob]:
@@ -121,6 +129,8 @@ class Watcher(threading.Thread):
             self.stop_reason = reason or status
 
     def should_stop(self) -> str | None:
+        if self.stop_reason is None and lifecycle.shutting_down.is_set():
+            return SHUTDOWN_REASON
         return self.stop_reason
 
     def finish(self) -> None:
@@ -200,6 +210,8 @@ def execute(claim: Claim) -> None:
         finish(claim, JobStatus.COMPLETED, then=outcome.record)
     elif outcome.status == "paused":  # a guard paused it (collapse); an admin may resume it
         finish(claim, JobStatus.PAUSED, reason=outcome.reason, then=outcome.record)
+    elif outcome.reason == SHUTDOWN_REASON:  # it stopped at a checkpoint: queue it again
+        finish(claim, JobStatus.QUEUED, reason=f"requeued: {SHUTDOWN_REASON}")
     # "stopped": an admin paused or cancelled it, or another runner took it over; nothing to add
 
 
@@ -213,7 +225,8 @@ def run_next_job(worker: str) -> int | None:
         execute(claim)
     finally:
         release(claim)
-        dispatch()
+        if not lifecycle.shutting_down.is_set():
+            dispatch()
     return claim.job_id
 
 

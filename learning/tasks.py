@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Task, shared_task
@@ -10,6 +14,7 @@ from celery.signals import worker_init
 from django.db import connection
 
 from learning import runner
+from qigcenter import lifecycle
 
 # This worker's node name (e.g. `gpu@host`, `embedded@host`), set when it starts: runs are held as
 # `node:pid`, so that the worker's next incarnation knows which leases were its own.
@@ -19,7 +24,26 @@ _node: str | None = None
 @shared_task(name="learning.tasks.run_next_job", bind=True, acks_late=True, ignore_result=True)
 def run_next_job(self: Task) -> int | None:
     """Queue `gpu`: claim the next job for a free device and train it (None: nothing to do)."""
-    return runner.run_next_job(worker=f"{_node or self.request.hostname}:{os.getpid()}")
+    with _hand_back_on_sigterm():
+        return runner.run_next_job(worker=f"{_node or self.request.hostname}:{os.getpid()}")
+
+
+@contextlib.contextmanager
+def _hand_back_on_sigterm() -> Iterator[None]:
+    """Services mode: while a pool process trains, SIGTERM (from `qig up` stopping) makes the job
+    hand back at its next step, with a checkpoint, instead of killing the process mid-step.
+    (Installed per task: billiard resets a pool process's signal handlers after it starts. In
+    embedded mode the task runs on a thread, and the web server's shutdown does this instead.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: lifecycle.begin_shutdown("SIGTERM")
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @shared_task(name="learning.tasks.watchdog", ignore_result=True)

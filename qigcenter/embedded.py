@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import threading
 from typing import Any
 
 from django.conf import settings
+
+from qigcenter import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,21 @@ def _run_worker() -> None:
     controller.start()
 
 
+def _stop_work_with_the_server() -> None:
+    """When daphne's reactor stops (SIGTERM, Ctrl-C), tell running jobs to hand back.
+
+    The worker's pool threads are not daemons, so the interpreter waits for their task before
+    exiting: the task must end promptly, with a checkpoint, instead of running to completion.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        return  # not under daphne (e.g. a test that starts the worker in-process)
+    from twisted.internet import reactor
+
+    # Typed loosely: the zope interface stub declares the method without `self`.
+    add_trigger: Any = reactor.addSystemEventTrigger
+    add_trigger("before", "shutdown", lifecycle.begin_shutdown, "the web server is stopping")
+
+
 def start() -> None:
     """Start the embedded worker and beat threads, once per process."""
     if not settings.EMBEDDED_WORKER:
@@ -77,6 +95,7 @@ def start() -> None:
     # module now so the worker knows each task by name.
     app.loader.import_default_modules()
     threading.Thread(target=_run_worker, name="qig-embedded-worker", daemon=True).start()
+    _stop_work_with_the_server()
     beat: Any = EmbeddedService(
         app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
     )

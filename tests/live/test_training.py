@@ -146,3 +146,48 @@ async def test_it_resumes_a_killed_workers_job_from_its_checkpoint(
     finally:
         if product.process is not None and product.process.poll() is None:
             product.stop()
+
+
+async def test_it_hands_a_running_job_back_when_the_product_stops(
+    tmp_path: Path, own_database: dict[str, str]
+) -> None:
+    """Ctrl-C / SIGTERM to `qig up` while a job trains: the job stops at its next step, saves a
+    checkpoint there and is queued again, so the next start loses no step (a kill loses up to 50).
+    """
+    data = tmp_path / "data"
+    tiny.save_coordizer(data / "models")
+    env = {**ENV, **own_database}
+    product = Product(data, **env).start()
+    try:
+        client = product.signin()
+        params = {**tiny.FAST_PRETRAIN, "steps": STEPS}
+        created = _post(client, "/api/v1/jobs/", {"kind": "pretrain", "hyperparameters": params})
+        job_id = created.json()["id"]
+        product.wait_for(lambda: _job(client, job_id)["step"] >= 60, 90, "step 60")
+        seen = _job(client, job_id)["step"]
+        assert product.stop(signal.SIGTERM) == 0
+
+        product = Product(data, **env).start()
+        client = product.signin()
+
+        def resumed() -> list[dict[str, Any]]:
+            log = client.get("/api/v1/learning-events/").json()["results"]
+            return [e for e in log if e["job"] == job_id and "resumed from" in e["message"]]
+
+        product.wait_for(lambda: bool(resumed()), 60, "the job to resume")
+        (event,) = resumed()
+        assert event["data"]["step"] >= seen, (seen, event)  # nothing trained twice
+        handed_back = [
+            e
+            for e in client.get("/api/v1/learning-events/").json()["results"]
+            if e["job"] == job_id and "requeued" in e["message"]
+        ]
+        assert handed_back == [], "a hand-back is not a requeue of a dead worker's job"
+        job = _job(client, job_id)
+        assert job["runs"] == 2
+        history = client.get(f"/api/v1/jobs/{job_id}/history/").json()
+        steps = [row["step"] for row in history]
+        assert steps == list(range(1, len(steps) + 1))
+    finally:
+        if product.process is not None and product.process.poll() is None:
+            product.stop()

@@ -41,3 +41,70 @@ class Kernel(models.Model):
 
     def __str__(self) -> str:
         return f"kernel {self.index} ({self.role}, {self.status})"
+
+
+class ModelConfig(models.Model):
+    """A named local constellation config built from a Modelfile by `/api/create`."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="name:tag")
+    base = models.CharField(max_length=200, help_text="FROM: a qig model or another config")
+    parameters = models.JSONField(default=dict, blank=True)
+    system = models.TextField(blank=True)
+    template = models.TextField(blank=True)
+    adapter_kernel = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(239)], help_text="ADAPTER: a kernel"
+    )
+    license = models.TextField(blank=True)
+    messages = models.JSONField(default=list, blank=True)
+    modelfile = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    modified_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Feedback(models.TextChoices):
+    NONE = "", "none"
+    UP = "up", "thumbs up"
+    DOWN = "down", "thumbs down"
+
+
+class Interaction(models.Model):
+    """One generate/chat answered by the constellation, with what routed and measured it."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    endpoint = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    messages = models.JSONField(default=list, blank=True)
+    prompt = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    kernel = models.PositiveSmallIntegerField(null=True, blank=True)
+    routed = models.JSONField(default=list, blank=True, help_text="[{kernel, role, distance}]")
+    phi = models.FloatField(null=True, blank=True)
+    kappa = models.FloatField(null=True, blank=True)
+    regime = models.CharField(max_length=16, blank=True)
+    done_reason = models.CharField(max_length=16, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_duration_ns = models.BigIntegerField(default=0)
+    load_duration_ns = models.BigIntegerField(default=0)
+    prompt_eval_duration_ns = models.BigIntegerField(default=0)
+    eval_duration_ns = models.BigIntegerField(default=0)
+    user_agent = models.CharField(max_length=300, blank=True)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="interactions"
+    )
+    feedback = models.CharField(max_length=4, choices=Feedback.choices, blank=True, default="")
+    suggested_answer = models.TextField(blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"interaction {self.pk} ({self.model})"

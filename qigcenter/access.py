@@ -12,9 +12,9 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-AsyncView = Callable[..., Awaitable[HttpResponse]]
+AsyncView = Callable[..., Awaitable[HttpResponseBase]]
 
 
 def api_key_ok(request: HttpRequest) -> bool:
@@ -34,7 +34,7 @@ def ollama_access(view: AsyncView) -> AsyncView:
     """Guard an async Ollama/OpenAI view with the loopback-or-API-key rule."""
 
     @functools.wraps(view)
-    async def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    async def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         if not api_key_ok(request):
             response = JsonResponse(
                 {"error": "unauthorized: send Authorization: Bearer <QIG_API_KEY>"}, status=401

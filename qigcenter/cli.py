@@ -1,6 +1,12 @@
 """`qig`: the product's console command.
 
-    qig up [--host H] [--port P]   prepare the database and admin, start and supervise every process
+    qig up [--host H] [--port P] [--ollama-port 11434]
+                                    prepare the database and admin, start and supervise every
+                                    process; with --ollama-port the web server also listens there
+                                    (the same app; `/` answers "Ollama is running")
+    qig serve [--host H] [--port 11434]
+                                    the Ollama/OpenAI-compatible inference API alone: one web
+                                    process, no dashboard, no workers (an edge node)
     qig init                        only prepare (migrate, create the admin account)
 
 `qig up` starts the web server (daphne, ASGI) and, in services mode (REDIS_URL set), separate
@@ -203,10 +209,29 @@ def _ensure_admin() -> None:
     print(f"qig: (kept in {password_file}; set QIG_ADMIN_PASSWORD to choose your own)")
 
 
-def build_children(host: str, port: int, services: bool, data_dir: Path) -> list[Child]:
+def _endpoint(host: str, port: int) -> str:
+    """A Twisted endpoint string for daphne's `-e` (colons of an IPv6 address escaped)."""
+    return f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}"
+
+
+def build_children(
+    host: str,
+    port: int,
+    services: bool,
+    data_dir: Path,
+    ollama_port: int | None = None,
+    api_only: bool = False,
+) -> list[Child]:
     env = dict(os.environ, QIG_HOST=host, QIG_PORT=str(port), PYTHONUNBUFFERED="1")
+    if ollama_port:
+        env["QIG_OLLAMA_PORT"] = str(ollama_port)
     python = sys.executable
-    web = [python, "-m", "daphne", "-b", host, "-p", str(port), "qigcenter.asgi:application"]
+    web = [python, "-m", "daphne", "-b", host, "-p", str(port)]
+    if ollama_port:
+        web += ["-e", _endpoint(host, ollama_port)]
+    web.append("qigcenter.asgi:application")
+    if api_only:
+        return [Child("web", web, dict(env, QIG_API_ONLY="1"), essential=True)]
     if not services:
         return [Child("web", web, dict(env, QIG_START_EMBEDDED_WORKER="1"), essential=True)]
     celery = [python, "-m", "celery", "-A", "qigcenter"]
@@ -234,8 +259,9 @@ def build_children(host: str, port: int, services: bool, data_dir: Path) -> list
     ]
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, api_only: bool = False) -> int:
     host, port = args.host, args.port
+    ollama_port = getattr(args, "ollama_port", None)
     os.environ["QIG_HOST"], os.environ["QIG_PORT"] = host, str(port)
     if not is_loopback(host) and not os.environ.get("QIG_API_KEY"):
         raise ConfigError(
@@ -244,20 +270,31 @@ def cmd_up(args: argparse.Namespace) -> int:
             "a key when binding beyond loopback (--host " + host + "): the "
             "Ollama-shaped API would otherwise be open to the network",
         )
-    if not _port_free(host, port):
-        print(
-            f"qig: error: {host}:{port} is already in use (is another `qig up` running?)",
-            file=sys.stderr,
-        )
-        return 2
+    for wanted in (port, ollama_port):
+        if wanted and not _port_free(host, wanted):
+            print(
+                f"qig: error: {host}:{wanted} is already in use (is another `qig up` running?)",
+                file=sys.stderr,
+            )
+            return 2
     prepare(verbosity=0 if args.quiet else 1)
     from django.conf import settings
 
     mode = "services (PostgreSQL/Redis, separate workers)" if settings.SERVICES_MODE else "embedded"
+    if api_only:
+        mode = "inference API only (no dashboard, no workers)"
     print(f"qig: mode: {mode}; data dir: {settings.DATA_DIR}", flush=True)
-    children = build_children(host, port, settings.SERVICES_MODE, settings.DATA_DIR)
+    if ollama_port:
+        print(f"qig: Ollama-compatible listener on {host}:{ollama_port}", flush=True)
+    children = build_children(
+        host, port, settings.SERVICES_MODE, settings.DATA_DIR, ollama_port, api_only
+    )
     url_host = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "::") else host)
     return Supervisor(children, f"http://{url_host}:{port}/healthz").run()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return cmd_up(args, api_only=True)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -272,7 +309,15 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default=None, help="address to bind (default $QIG_HOST or 127.0.0.1)")
     up.add_argument("--port", default=None, help="port (default $QIG_PORT or 9200)")
     up.add_argument("--quiet", action="store_true", help="less output while preparing")
+    up.add_argument(
+        "--ollama-port", type=int, default=None, help="also serve on this port (e.g. 11434)"
+    )
     up.set_defaults(func=cmd_up)
+    serve = sub.add_parser("serve", help="the Ollama/OpenAI-compatible API alone (no dashboard)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", default=None, help="port (default 11434)")
+    serve.add_argument("--quiet", action="store_true", help="less output while preparing")
+    serve.set_defaults(func=cmd_serve)
     init = sub.add_parser("init", help="migrate the database and create the admin account")
     init.set_defaults(func=cmd_init)
     return p
@@ -282,12 +327,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qigcenter.settings")
     args = parser().parse_args(argv)
     try:
-        if args.command == "up":
+        if args.command in ("up", "serve"):
             environ = dict(os.environ)
             if args.host is not None:
                 environ["QIG_HOST"] = args.host
             if args.port is not None:
                 environ["QIG_PORT"] = str(args.port)
+            elif args.command == "serve":
+                environ["QIG_PORT"] = "11434"
             args.host = env_host("QIG_HOST", "127.0.0.1", environ)
             args.port = env_int("QIG_PORT", 9200, minimum=1, maximum=65535, environ=environ)
         return int(args.func(args))

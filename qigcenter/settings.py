@@ -73,6 +73,10 @@ BIND_HOST = env_host("QIG_HOST", "127.0.0.1")
 BIND_PORT = env_int("QIG_PORT", 9200, minimum=1, maximum=65535)
 API_KEY = env_str("QIG_API_KEY")
 API_KEY_REQUIRED = not is_loopback(BIND_HOST)
+# The second listener (`qig up --ollama-port`, `qig serve`): there `/` answers like Ollama.
+OLLAMA_PORT = env_int("QIG_OLLAMA_PORT", 0, minimum=0, maximum=65535)
+# `qig serve`: the inference API alone, no dashboard.
+API_ONLY = env_bool("QIG_API_ONLY", False)
 
 _default_hosts = ["127.0.0.1", "localhost", "[::1]"]
 if BIND_HOST not in ("0.0.0.0", "::") and BIND_HOST not in _default_hosts:

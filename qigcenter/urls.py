@@ -3,8 +3,8 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from constellation import ollama_api
-from constellation.api import KernelViewSet
+from constellation import ollama_api, openai_api
+from constellation.api import InteractionViewSet, KernelViewSet
 from federation.api import NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
 from qigcenter import auth_api, views
@@ -12,6 +12,7 @@ from uploads.api import KnowledgeFileViewSet
 
 router = DefaultRouter()
 router.register("kernels", KernelViewSet)
+router.register("interactions", InteractionViewSet, basename="interaction")
 router.register("nodes", NodeViewSet)
 router.register("uploads", KnowledgeFileViewSet)
 router.register("jobs", FineTuneJobViewSet)
@@ -28,13 +29,36 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include(router.urls)),
 ]
 
+ollama_urls: list[URLPattern | URLResolver] = [
+    path("api/version", ollama_api.version, name="ollama-version"),
+    path("api/tags", ollama_api.tags, name="ollama-tags"),
+    path("api/ps", ollama_api.ps, name="ollama-ps"),
+    path("api/show", ollama_api.show, name="ollama-show"),
+    path("api/generate", ollama_api.generate, name="ollama-generate"),
+    path("api/chat", ollama_api.chat, name="ollama-chat"),
+    path("api/embed", ollama_api.embed, name="ollama-embed"),
+    path("api/embeddings", ollama_api.embeddings, name="ollama-embeddings"),
+    path("api/create", ollama_api.create, name="ollama-create"),
+    path("api/copy", ollama_api.copy, name="ollama-copy"),
+    path("api/delete", ollama_api.delete, name="ollama-delete"),
+    path("api/pull", ollama_api.pull, name="ollama-pull"),
+    path("api/push", ollama_api.push, name="ollama-push"),
+    path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
+    path("v1/completions", openai_api.completions, name="openai-completions"),
+    path("v1/models", openai_api.models, name="openai-models"),
+    path("v1/models/<path:model_id>", openai_api.model, name="openai-model"),
+    path("v1/embeddings", openai_api.embeddings, name="openai-embeddings"),
+]
+
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/version", ollama_api.version, name="ollama-version"),  # type: ignore[arg-type]
+    *ollama_urls,
+    # `/` is the React app, except on the Ollama listener (and under `qig serve`).
+    path("", views.home, name="home"),
     # Everything else is a client-side route of the React app (its assets are served by
     # WhiteNoise from frontend/dist before a request reaches this).
-    re_path(r"^(?!api/|admin/|static/|ws/)(?P<path>.*)$", views.spa, name="spa"),
+    re_path(r"^(?!api/|v1/|admin/|static/|ws/)(?P<path>.*)$", views.spa, name="spa"),
 ]

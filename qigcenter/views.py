@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 import qigcenter
 from qigcenter import health
@@ -39,6 +39,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if ready else "degraded", "components": components},
         status=200 if ready else 503,
     )
+
+
+@require_http_methods(["GET", "HEAD"])
+def home(request: HttpRequest) -> HttpResponseBase:
+    """`/`: "Ollama is running" on the Ollama listener and under `qig serve`, else the app."""
+    on_ollama_port = settings.OLLAMA_PORT and request.get_port() == str(settings.OLLAMA_PORT)
+    if settings.API_ONLY or on_ollama_port:
+        return HttpResponse("Ollama is running", content_type="text/plain; charset=utf-8")
+    return spa(request)
 
 
 @never_cache

@@ -35,12 +35,20 @@ class Ticket:
         self.hidden: list[Tensor] = []  # final hidden states (T, C) per step, for Φ/κ
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._done = threading.Event()
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Give up on this request (its client went away): the scheduler frees its row, or
+        drops it from the queue, at its next step; the ticket finishes with "cancelled"."""
+        self.cancelled = True
 
     def _emit(self, token: int) -> None:
         self.tokens.append(token)
         self._queue.put(token)
 
     def _finish(self, reason: str) -> None:
+        if self._done.is_set():
+            return
         self.done_reason = reason
         self._done.set()
         self._queue.put(None)
@@ -112,7 +120,7 @@ class Scheduler:
     def step(self) -> bool:
         """Admit waiting requests (prefill), then advance every active request by one token.
         Returns False when there was nothing to do."""
-        worked = False
+        worked = self._drop_cancelled()
         while len(self.active) < self.max_batch:
             with self._lock:
                 if not self.pending:
@@ -124,6 +132,20 @@ class Scheduler:
             self._decode_step()
             worked = True
         return worked
+
+    def _drop_cancelled(self) -> bool:
+        """Finish cancelled requests, queued or decoding, freeing their rows."""
+        with self._lock:
+            gone = [t for t in self.pending if t.cancelled]
+            if gone:
+                self.pending = deque(t for t in self.pending if not t.cancelled)
+        gone += [row.ticket for row in self.active if row.ticket.cancelled]
+        if not gone:
+            return False
+        self.active = [row for row in self.active if not row.ticket.cancelled]
+        for ticket in gone:
+            ticket._finish("cancelled")
+        return True
 
     def run_until_idle(self) -> None:
         while self.step():

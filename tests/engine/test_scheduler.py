@@ -94,3 +94,27 @@ def test_it_rejects_what_it_cannot_serve(setup):
         sched.submit(Request([1], [(3, 1.0)]))
     with pytest.raises(ValueError, match="prompt"):
         sched.submit(Request([500]))
+
+
+def test_a_cancelled_request_frees_its_row_at_the_next_step(setup):
+    trunk, bank = setup
+    reqs = requests()
+    alone = generate(trunk, [reqs[1]], eot_id=EOT, bank=bank)[0]
+    long = Request([1, 2, 3], [(3, 1.0)], SamplingOptions(temperature=0, num_predict=40))
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=1)
+    first = sched.submit(long)
+    queued_then_cancelled = sched.submit(reqs[0])
+    waiting = sched.submit(reqs[1])
+    sched.step()
+    sched.step()
+    first.cancel()
+    queued_then_cancelled.cancel()
+    sched.step()  # drops the cancelled row and the cancelled queued request, admits the next
+    assert (
+        first.done and first.done_reason == "cancelled" and len(first.tokens) == 3
+    )  # prefill + 2 decode steps
+    assert queued_then_cancelled.done_reason == "cancelled" and not queued_then_cancelled.tokens
+    assert [row.ticket for row in sched.active] == [waiting]
+    sched.run_until_idle()
+    assert waiting.tokens == alone
+    assert list(first) == first.tokens  # the stream ends after what was produced

@@ -44,11 +44,12 @@ class Product:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 120) -> Product:
+    def start(self, timeout: float = 120, *args: str, command: str = "up") -> Product:
+        """`qig up` (or `command`) on this port; `args` are passed on (e.g. --ollama-port)."""
         qig = Path(sys.executable).parent / "qig"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(qig), "up", "--port", str(self.port), "--quiet"],
+            [str(qig), command, "--port", str(self.port), "--quiet", *args],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -69,7 +70,7 @@ class Product:
             try:
                 if condition():
                     return
-            except (httpx.HTTPError, OSError):
+            except (httpx.HTTPError, OSError, psutil.Error):  # e.g. a killed child not yet reaped
                 pass
             time.sleep(0.25)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()}")

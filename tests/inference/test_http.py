@@ -1,0 +1,226 @@
+"""Raw HTTP against the live server, one test per line of the compatibility checklist."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.inference.conftest import MAX_BATCH, MAX_QUEUE, Serving
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
+
+MODEL = "qig-constellation:latest"
+
+
+def post(live: Serving, path: str, **kwargs: object) -> httpx.Response:
+    return httpx.post(live.base + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def lines_of(response: httpx.Response) -> list[dict[str, object]]:
+    text = response.text
+    assert text.endswith("\n") and "\n\n" not in text and not text.startswith("\n")
+    return [json.loads(line) for line in text.split("\n")[:-1]]
+
+
+def test_root_is_ollama_on_the_ollama_listener_and_the_app_on_the_product_port(
+    live: Serving,
+) -> None:
+    for method in ("GET", "HEAD"):
+        answer = httpx.request(method, live.ollama + "/")
+        assert answer.status_code == 200
+        if method == "GET":
+            assert answer.text == "Ollama is running"
+    assert httpx.get(live.base + "/").text != "Ollama is running"
+    version = httpx.get(live.ollama + "/api/version").json()["version"]
+    assert all(part.isdigit() for part in version.split("."))
+    assert httpx.get(live.ollama + "/api/tags").json()["models"]
+
+
+def test_content_types_and_ndjson_lines(live: Serving) -> None:
+    body = {"model": MODEL, "prompt": "hello", "options": {"num_predict": 6}}
+    streamed = post(live, "/api/generate", json=body)  # stream missing means stream
+    assert streamed.headers["content-type"] == "application/x-ndjson"
+    lines = lines_of(streamed)
+    final = lines[-1]
+    assert final["done"] is True and final["done_reason"] in ("stop", "length")
+    for key in ("total_duration", "load_duration", "prompt_eval_count", "eval_count"):
+        assert isinstance(final[key], int)
+    whole = post(live, "/api/generate", json={**body, "stream": False})
+    assert whole.headers["content-type"] == "application/json"
+    chat = post(
+        live,
+        "/api/chat",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [],
+            "stream": True,
+            "options": {"num_predict": 4},
+        },
+    )
+    chat_lines = lines_of(chat)
+    assert chat_lines[-1]["message"] == {"role": "assistant", "content": ""}
+    assert "context" not in chat_lines[-1]
+    sse = post(
+        live,
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "max_tokens": 4,
+        },
+    )
+    assert sse.headers["content-type"].startswith("text/event-stream")
+    assert sse.text.endswith("data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/api/generate", b"{not json", 400, "invalid"),
+        ("/api/generate", b"", 400, "missing request body"),
+        ("/api/generate", '{"model": "x", "prompt": "\xff"}'.encode("latin-1"), 400, "UTF-8"),
+        ("/api/generate", {"prompt": "hi"}, 404, "model '' not found"),
+        ("/api/chat", {"messages": []}, 400, "model is required"),
+        ("/api/generate", {"model": "nope", "prompt": "hi"}, 404, "model 'nope' not found"),
+        ("/api/generate", {"model": MODEL, "prompt": 3}, 400, "prompt"),
+        ("/api/generate", {"model": MODEL, "prompt": "hi", "stream": "yes"}, 400, "stream"),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "options": {"top_k": "x"}},
+            400,
+            "top_k",
+        ),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "raw": True, "system": "s"}, 400, "raw"),
+        ("/api/generate", {"model": MODEL, "prompt": "word " * 2000}, 400, "context length"),
+        ("/api/chat", {"model": MODEL, "messages": "hi"}, 400, "messages"),
+        ("/api/embed", {"model": MODEL, "input": 5}, 400, "input"),
+        ("/api/show", {}, 400, "model is required"),
+        ("/api/pull", {"model": MODEL}, 500, "registry"),
+    ],
+)
+def test_bad_input_gets_ollamas_status_and_error_shape(
+    live: Serving, path: str, body: object, status: int, message: str
+) -> None:
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    answer = post(live, path, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert set(answer.json()) == {"error"} and message in answer.json()["error"]
+
+
+def test_unknown_options_are_ignored(live: Serving) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": "hi",
+        "stream": False,
+        "options": {"num_predict": 3, "mirostat": 1, "low_vram": True},
+    }
+    assert post(live, "/api/generate", json=body).json()["done"] is True
+
+
+def test_openai_errors_have_the_openai_shape(live: Serving) -> None:
+    answer = post(live, "/v1/chat/completions", json={"model": MODEL, "messages": []})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "message": answer.json()["error"]["message"],
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_a_modelfile_builds_a_config(live: Serving) -> None:
+    name = f"terse-{uuid.uuid4().hex[:8]}"
+    modelfile = (
+        f"# comment\nFROM {MODEL}\nPARAMETER temperature 0\nPARAMETER stop ###\n"
+        "PARAMETER stop END\nPARAMETER constellation_size medium\nPARAMETER mirostat 2\n"
+        'SYSTEM """Be\nterse."""\nADAPTER memory\nLICENSE MIT\nMESSAGE user hello\n'
+    )
+    made = post(live, "/api/create", json={"model": name, "modelfile": modelfile})
+    assert made.status_code == 200 and lines_of(made)[-1] == {"status": "success"}
+    shown = post(live, "/api/show", json={"model": name}).json()
+    assert shown["system"] == "Be\nterse." and "stop ###\nstop END" in shown["parameters"]
+    assert shown["model_info"]["qig.constellation_size"] == "medium"
+    bad = post(live, "/api/create", json={"model": name, "modelfile": "PARAMETER top_k 1\n"})
+    assert bad.status_code == 400 and "FROM" in bad.json()["error"]
+    assert (
+        httpx.request("DELETE", live.base + "/api/delete", json={"model": name}).status_code == 200
+    )
+
+
+async def test_a_mid_stream_error_ends_the_stream_with_an_error_line(live: Serving) -> None:
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as client:
+        body = {"model": MODEL, "prompt": "a long answer", "options": {"num_predict": -1}}
+        async with client.stream("POST", "/api/generate", json=body) as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            assert "response" in json.loads(await anext(lines))
+            unload = await client.post("/api/generate", json={"model": MODEL, "keep_alive": 0})
+            assert unload.json()["done_reason"] == "unload"
+            rest = [json.loads(line) async for line in lines]
+    assert rest and rest[-1] == {"error": "the model was unloaded while generating"}
+
+
+async def test_a_client_that_disconnects_frees_its_row(live: Serving) -> None:
+    body = {"model": MODEL, "prompt": "go on", "options": {"num_predict": -1, "temperature": 0.9}}
+    async with httpx.AsyncClient(base_url=live.base, timeout=30) as client:
+        await client.post("/api/generate", json={"model": MODEL})  # loaded before timing
+
+        async def start_and_leave() -> None:
+            async with client.stream("POST", "/api/generate", json=body) as stream:
+                await anext(stream.aiter_lines())  # decoding; then the client goes away
+
+        await asyncio.gather(*(start_and_leave() for _ in range(MAX_BATCH)))
+        began = time.monotonic()
+        quick = await client.post(
+            "/api/generate",
+            json={"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 2}},
+        )
+        waited = time.monotonic() - began
+    assert quick.status_code == 200, quick.text
+    # Had the 8 rows kept decoding to the 1024-token context, this would wait for one to end.
+    assert waited < 1.0, waited
+
+
+async def test_concurrent_streams_share_decode_steps_and_a_full_queue_answers_503(
+    live: Serving,
+) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": "the",
+        "stream": False,
+        "options": {"num_predict": 48, "temperature": 0, "repeat_penalty": 1.0},
+    }
+    async with httpx.AsyncClient(base_url=live.base, timeout=60) as client:
+        await client.post("/api/generate", json={"model": MODEL})
+
+        async def one() -> httpx.Response:
+            return await client.post("/api/generate", json=body)
+
+        began = time.monotonic()
+        alone = await one()
+        single = time.monotonic() - began
+        began = time.monotonic()
+        together = await asyncio.gather(*(one() for _ in range(MAX_BATCH)))
+        concurrent = time.monotonic() - began
+        assert all(r.status_code == 200 for r in together)
+        texts = {r.json()["response"] for r in together}
+        assert texts == {alone.json()["response"]}  # greedy: batching changes nothing
+        # Sharing decode steps: 8 streams take far less than 8 streams one after the other.
+        assert concurrent < 0.5 * MAX_BATCH * single, (concurrent, single)
+
+        overload = {**body, "options": {"num_predict": 200}}
+        crowd = await asyncio.gather(
+            *(client.post("/api/generate", json=overload) for _ in range(MAX_BATCH + MAX_QUEUE + 6))
+        )
+        statuses = [r.status_code for r in crowd]
+        assert 503 in statuses and 200 in statuses
+        busy = next(r for r in crowd if r.status_code == 503)
+        assert "server busy" in busy.json()["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -12,9 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
+import redis
 import websockets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +28,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# Redis databases handed to the products tests start in services mode, one each in turn.
+_REDIS_DBS = itertools.cycle(range(2, 16))
+
+
+def own_redis(url: str) -> str:
+    """The same Redis server, a database of the product's own, emptied.
+
+    Products alive at the same time (a session-wide inference server beside a training test)
+    must not share queues: one's `gpu` worker would take the other's job claims, find nothing
+    to claim in its own database, and the other's job would never run.
+    """
+    parts = urlsplit(url)
+    db = next(_REDIS_DBS)
+    redis.Redis.from_url(url, db=db).flushdb()
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 class Product:
@@ -42,6 +62,8 @@ class Product:
             "QIG_BOOTSTRAP": "0",
             **env,
         }
+        if self.env.get("REDIS_URL"):
+            self.env["REDIS_URL"] = own_redis(self.env["REDIS_URL"])
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120, *args: str, command: str = "up") -> Product:

@@ -272,6 +272,16 @@ class Generation:
         """Prompt and reply token ids (Ollama's `context`, to continue a conversation)."""
         return self.prompt_ids + list(self.ticket.tokens)
 
+    async def collect(self) -> tuple[str, Piece]:
+        """The whole text of a non-streamed generation and its final (done) piece."""
+        parts: list[str] = []
+        final: Piece | None = None
+        async for piece in self.pieces():
+            parts.append(piece.text)
+            final = piece
+        assert final is not None and final.done, "a generation ends with a done piece"
+        return "".join(parts), final
+
     async def pieces(self) -> AsyncIterator[Piece]:
         tokens, ticket = self.tokens, self.ticket
         decode = self.loaded.coordizer.decode

@@ -19,7 +19,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 from constellation import inference, serving
-from constellation.inference import BadRequest, Generation, InferenceError, Piece
+from constellation.inference import BadRequest, Generation, InferenceError
 from constellation.ollama_api import client_of, read_json
 from qigcenter.access import ollama_access
 
@@ -114,13 +114,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         )
 
     if not body.get("stream"):
-        parts: list[str] = []
-        final: Piece | None = None
-        async for piece in gen.pieces():
-            parts.append(piece.text)
-            final = piece
-        assert final is not None and final.done, "a generation ends with a done piece"
-        text = "".join(parts)
+        text, final = await gen.collect()
         await record(text, final.stats, final.done_reason)
         choice = {
             "index": 0,
@@ -170,13 +164,7 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         "object": "text_completion",
     }
     if not body.get("stream"):
-        parts: list[str] = []
-        final: Piece | None = None
-        async for piece in gen.pieces():
-            parts.append(piece.text)
-            final = piece
-        assert final is not None and final.done, "a generation ends with a done piece"
-        text = "".join(parts)
+        text, final = await gen.collect()
         await sync_to_async(serving.record)(
             "openai.completion", spec.name, client, text, final.stats, final.done_reason, prompt
         )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 
-from constellation.engine import Action, Callback, StepInfo
+from constellation.engine import Action, Callback, StepInfo, step_metrics
 from dashboard.services import publish, publish_on_commit
 from learning.models import FineTuneJob, JobMetric, LearningEvent, LearningEventKind
 from learning.services import event_message
@@ -197,19 +197,7 @@ class JobRecorder(Callback):
 
     # ---- payloads (docs/training.md) -------------------------------------------------------
     def latest_metrics(self, info: StepInfo) -> dict[str, Any]:
-        r = info.last_reading
-        return {
-            "step": self.job_step(info.step),
-            "kernel": self.kernel,
-            "loss": info.loss,
-            "lr": info.lr,
-            "grad_norm": info.grad_norm,
-            "tokens_per_s": info.tokens_per_s,
-            "phi": r.phi if r else None,
-            "kappa": r.kappa if r else None,
-            "regime": r.regime if r else None,
-            "phase": r.phase if r else None,
-        }
+        return {**step_metrics(info), "step": self.job_step(info.step), "kernel": self.kernel}
 
     def progress_message(self, info: StepInfo) -> dict[str, Any]:
         step = self.job_step(info.step)

@@ -24,7 +24,15 @@ One module per concept:
 """
 
 from . import e8
-from .callbacks import Action, Callback, GuardConfig, StepInfo, TelemetryCallback, default_guards
+from .callbacks import (
+    Action,
+    Callback,
+    GuardConfig,
+    StepInfo,
+    TelemetryCallback,
+    default_guards,
+    step_metrics,
+)
 from .checkpoint import (
     adapter_from_checkpoint,
     load_adapter,
@@ -119,6 +127,7 @@ __all__ = [
     "read_jsonl",
     "save_adapter",
     "save_trunk",
+    "step_metrics",
     "stream_reply",
     "text_basin",
     "train_kernels",

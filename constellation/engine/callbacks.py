@@ -64,6 +64,22 @@ class Callback:
         return None
 
 
+def step_metrics(info: StepInfo) -> dict[str, Any]:
+    """One step's telemetry: loss, lr, grad norm, tokens/s and the last Φ/κ reading."""
+    r = info.last_reading
+    return {
+        "step": info.step,
+        "loss": info.loss,
+        "lr": info.lr,
+        "grad_norm": info.grad_norm,
+        "tokens_per_s": info.tokens_per_s,
+        "phi": r.phi if r else None,
+        "kappa": r.kappa if r else None,
+        "regime": r.regime if r else None,
+        "phase": r.phase if r else None,
+    }
+
+
 class TelemetryCallback(Callback):
     """One record per step: step, loss, lr, grad_norm, tokens_per_s, phi, kappa, regime, phase.
 
@@ -78,19 +94,7 @@ class TelemetryCallback(Callback):
     def on_step_end(self, trainer: Trainer, info: StepInfo) -> list[Action]:
         if info.step % self.every:
             return []
-        r = info.last_reading
-        rec = {
-            "step": info.step,
-            "loss": info.loss,
-            "lr": info.lr,
-            "grad_norm": info.grad_norm,
-            "tokens_per_s": info.tokens_per_s,
-            "phi": r.phi if r else None,
-            "kappa": r.kappa if r else None,
-            "regime": r.regime if r else None,
-            "phase": r.phase if r else None,
-            "time": time.time(),
-        }
+        rec = {**step_metrics(info), "time": time.time()}
         self.records.append(rec)
         if self.sink is not None:
             self.sink(rec)

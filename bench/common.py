@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
-    """Best wall time of `repeats` calls (the least disturbed by other load on the machine)."""
+def _timings(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
+    """Wall times of `repeats` calls of `fn` after `warmup` untimed ones (device-synchronised)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -22,20 +22,16 @@ def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return times
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
+    """Best wall time of `repeats` calls (the least disturbed by other load on the machine)."""
+    return min(_timings(fn, repeats, warmup))
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(_timings(fn, repeats, warmup))
 
 
 def sync() -> None:

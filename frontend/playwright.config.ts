@@ -79,8 +79,12 @@ export default defineConfig({
       QIG_DATA_DIR: dataDir,
       QIG_ADMIN_PASSWORD: ADMIN.password,
       QIG_WORKER_HEARTBEAT_S: '2',
-      // No background training during UI tests (the training path has its own tests).
-      QIG_BOOTSTRAP: '0',
+      // A small bootstrap, as on a fresh install: the coordizer and pretrain jobs run while the
+      // UI tests do, so the dashboard shows live training and chat gets a trained checkpoint.
+      QIG_BOOTSTRAP: '1',
+      QIG_BOOTSTRAP_STEPS: '200',
+      QIG_BOOTSTRAP_CORPUS_MB: '0.2',
+      QIG_BOOTSTRAP_VOCAB: '1024',
     },
     url: `${baseURL}/healthz`,
     timeout: 180_000,

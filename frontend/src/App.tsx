@@ -2,7 +2,9 @@ import { Route, Routes } from 'react-router-dom';
 import { AuthProvider } from './features/auth/AuthProvider';
 import { LoginPage } from './features/auth/LoginPage';
 import { RequireAuth } from './features/auth/RequireAuth';
-import { HomePage } from './features/home/HomePage';
+import { ChatPage } from './features/chat/ChatPage';
+import { DashboardPage } from './features/dashboard/DashboardPage';
+import { KnowledgePage } from './features/uploads/KnowledgePage';
 import { NotFoundPage } from './features/not-found/NotFoundPage';
 import { Shell } from './shell/Shell';
 
@@ -19,7 +21,10 @@ export function App() {
             </RequireAuth>
           }
         >
-          <Route index element={<HomePage />} />
+          <Route index element={<DashboardPage />} />
+          <Route path="chat" element={<ChatPage />} />
+          <Route path="chat/:conversationId" element={<ChatPage />} />
+          <Route path="knowledge" element={<KnowledgePage />} />
           <Route path="*" element={<NotFoundPage />} />
         </Route>
       </Routes>

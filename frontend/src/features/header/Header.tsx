@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { Link } from 'react-router-dom';
+import { Link, NavLink } from 'react-router-dom';
 import { useAuth, useSignedInUser } from '../auth/useAuth';
 import { TelemetryIndicator } from './TelemetryIndicator';
 
@@ -26,6 +26,17 @@ export function Header() {
       <Link to="/" className="header__product">
         QIG Control Center
       </Link>
+      <nav className="header__nav" aria-label="Main">
+        <NavLink to="/" end className="header__navlink">
+          Dashboard
+        </NavLink>
+        <NavLink to="/chat" className="header__navlink">
+          Chat
+        </NavLink>
+        <NavLink to="/knowledge" className="header__navlink">
+          Knowledge &amp; training
+        </NavLink>
+      </nav>
       <TelemetryIndicator />
       <div className="header__user">
         <span className="header__username" data-testid="username">

@@ -9,7 +9,7 @@ const UPCOMING_PANELS = [
   { name: 'Chat', what: 'talk to the constellation and see which kernel answered' },
 ];
 
-export function HomePage() {
+export function DashboardPage() {
   const user = useSignedInUser();
   return (
     <div className="home">

@@ -30,8 +30,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _redis_dbs() -> range:
+    """QIG_TEST_REDIS_DBS (`first-last`, default 2-15): the Redis databases live tests may use, so
+    two test runs on one machine can be given ranges of their own."""
+    first, _, last = os.environ.get("QIG_TEST_REDIS_DBS", "2-15").partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 # Redis databases handed to the products tests start in services mode, one each in turn.
-_REDIS_DBS = itertools.cycle(range(2, 16))
+_REDIS_DBS = itertools.cycle(_redis_dbs())
 
 
 def own_redis(url: str) -> str:

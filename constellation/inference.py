@@ -6,24 +6,22 @@ and one background `Scheduler` thread. Every request checks the on-disk versions
 directories are symbolic links swapped atomically by training) and reloads when a newer trunk,
 coordizer or adapter appeared. `keep_alive` decides when an idle model is unloaded.
 
-Async callers get tokens through an asyncio queue fed from a small pump thread per request with
-``loop.call_soon_threadsafe``; a request whose client goes away is cancelled and its scheduler row
-freed at the next step.
+Async callers get a `streaming.Generation`: tokens handed over by the scheduler thread itself
+(``loop.call_soon_threadsafe``, batched), decoded into pieces; a request whose client goes away
+is cancelled and its scheduler row freed at the next step.
+
+This module is the service (loading, keep_alive, admission); it re-exports what its callers use
+from `constellation.errors` (the expected failures), `constellation.published` (what is on disk)
+and `constellation.streaming` (`Generation`, `Piece`), so `constellation.inference.X` keeps working.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from django.conf import settings
 
 from constellation.engine import (
     Constellation,
@@ -36,42 +34,51 @@ from constellation.engine import (
     e8,
     load_adapter,
     load_trunk,
-    measure,
 )
+from constellation.errors import BadRequest, Busy, InferenceError, ModelNotFound, Unavailable
+from constellation.published import (
+    ModelFiles,
+    bootstrap_progress,
+    fingerprint,
+    has_model,
+    kernel_adapter_dirs,
+    model_files,
+    models_dir,
+    safetensors_summary,
+)
+from constellation.streaming import FLUSH_EVERY_S, Generation, Piece
 from qigcenter.env import env_int
+
+__all__ = [
+    "DEFAULT_KEEP_ALIVE_S",
+    "FLUSH_EVERY_S",
+    "FOREVER",
+    "BadRequest",
+    "Busy",
+    "Generation",
+    "InferenceError",
+    "InferenceService",
+    "Loaded",
+    "ModelFiles",
+    "ModelNotFound",
+    "Piece",
+    "Unavailable",
+    "bootstrap_progress",
+    "expiry",
+    "fingerprint",
+    "has_model",
+    "kernel_adapter_dirs",
+    "max_batch",
+    "max_queue",
+    "model_files",
+    "models_dir",
+    "parse_keep_alive",
+    "safetensors_summary",
+    "service",
+]
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 FOREVER = None  # an expiry of None: never unloaded
-
-
-class InferenceError(Exception):
-    """An expected failure answering a request; `status` is the HTTP status clients get."""
-
-    status = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(InferenceError):
-    status = 400
-
-
-class ModelNotFound(InferenceError):
-    status = 404
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model '{name}' not found")
-
-
-class Unavailable(InferenceError):
-    status = 503
-
-
-class Busy(Unavailable):
-    def __init__(self) -> None:
-        super().__init__("server busy, please try again.  maximum pending requests exceeded")
 
 
 def max_batch() -> int:
@@ -81,85 +88,6 @@ def max_batch() -> int:
 def max_queue() -> int:
     """Requests waiting for a row beyond the decoding ones before new ones get 503."""
     return env_int("QIG_INFER_MAX_QUEUE", 64, minimum=0, maximum=100_000)
-
-
-# ---- what is on disk -------------------------------------------------------------------------
-def models_dir() -> Path:
-    return Path(settings.MODELS_DIR)
-
-
-def kernel_adapter_dirs() -> dict[int, Path]:
-    root = models_dir() / "kernels"
-    if not root.is_dir():
-        return {}
-    found = {}
-    for entry in root.iterdir():
-        if entry.name.isdigit() and (entry / "adapter.json").is_file():
-            found[int(entry.name)] = entry
-    return found
-
-
-def fingerprint() -> tuple[str, ...]:
-    """What is published now: changes whenever training swaps in a new version."""
-    parts = [os.path.realpath(models_dir() / "coordizer"), os.path.realpath(models_dir() / "trunk")]
-    parts += [f"{k}={os.path.realpath(p)}" for k, p in sorted(kernel_adapter_dirs().items())]
-    return tuple(parts)
-
-
-def has_model() -> bool:
-    return (models_dir() / "trunk" / "trunk.json").is_file() and (
-        models_dir() / "coordizer" / "tokenizer.json"
-    ).is_file()
-
-
-def safetensors_summary(path: Path) -> tuple[int, str]:
-    """(number of parameters, dtype) read from a safetensors header, without loading it."""
-    with path.open("rb") as handle:
-        (length,) = __import__("struct").unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    count, dtypes = 0, set()
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        n = 1
-        for dim in info["shape"]:
-            n *= dim
-        count += n
-        dtypes.add(info["dtype"])
-    return count, "/".join(sorted(dtypes))
-
-
-@dataclass
-class ModelFiles:
-    """The published model as clients see it in /api/tags and /api/show."""
-
-    parameters: int
-    dtype: str  # F32 | BF16
-    size: int  # bytes on disk
-    modified: float  # epoch seconds
-    digest: str
-    context_length: int
-    adapters: list[int]
-
-
-def model_files() -> ModelFiles | None:
-    if not has_model():
-        return None
-    trunk = models_dir() / "trunk"
-    count, dtype = safetensors_summary(trunk / "trunk.safetensors")
-    size = (trunk / "trunk.safetensors").stat().st_size
-    modified = (trunk / "trunk.safetensors").stat().st_mtime
-    adapters = kernel_adapter_dirs()
-    for directory in adapters.values():
-        n, _ = safetensors_summary(directory / "adapter.safetensors")
-        count += n
-        size += (directory / "adapter.safetensors").stat().st_size
-        modified = max(modified, (directory / "adapter.safetensors").stat().st_mtime)
-    import hashlib
-
-    digest = hashlib.sha256("|".join(fingerprint()).encode()).hexdigest()
-    ctx = int(json.loads((trunk / "trunk.json").read_text())["max_seq_len"])
-    return ModelFiles(count, dtype, size, modified, digest, ctx, sorted(adapters))
 
 
 # ---- the loaded model ------------------------------------------------------------------------
@@ -223,158 +151,6 @@ def expiry(keep_alive: float | None) -> float | None:
     return None if keep_alive is None else time.time() + keep_alive
 
 
-@dataclass
-class Piece:
-    """What a running generation yields: text, and on the last piece the outcome."""
-
-    text: str
-    done: bool = False
-    done_reason: str = ""
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-class Generation:
-    """A request admitted to the scheduler: iterate `pieces()` for its text."""
-
-    def __init__(
-        self,
-        service: InferenceService,
-        loaded: Loaded,
-        ticket: Ticket,
-        options: SamplingOptions,
-        prompt_tokens: int,
-        started: float,
-        load_ns: int,
-        keep_alive: float | None,
-        route: list[dict[str, Any]],
-    ) -> None:
-        self.service, self.loaded, self.ticket = service, loaded, ticket
-        self.options, self.prompt_tokens = options, prompt_tokens
-        self.started, self.load_ns, self.keep_alive = started, load_ns, keep_alive
-        self.route = route
-        self.kernel = route[0]["kernel"] if route else None
-        self.prompt_ids = list(ticket.request.prompt)
-        # Tokens flow from the scheduler thread to the event loop from now on, and the ticket
-        # leaves the queue count when it ends, even if no one ever iterates `pieces()` (a
-        # client gone before its response started).
-        loop = asyncio.get_running_loop()
-        self.tokens: asyncio.Queue[int | None] = asyncio.Queue()
-
-        def pump() -> None:
-            for token in ticket:
-                loop.call_soon_threadsafe(self.tokens.put_nowait, token)
-            loop.call_soon_threadsafe(self.tokens.put_nowait, None)
-            service.finished(loaded, ticket, keep_alive)
-
-        threading.Thread(target=pump, name="inference-pump", daemon=True).start()
-
-    def context(self) -> list[int]:
-        """Prompt and reply token ids (Ollama's `context`, to continue a conversation)."""
-        return self.prompt_ids + list(self.ticket.tokens)
-
-    async def collect(self) -> tuple[str, Piece]:
-        """The whole text of a non-streamed generation and its final (done) piece."""
-        parts: list[str] = []
-        final: Piece | None = None
-        async for piece in self.pieces():
-            parts.append(piece.text)
-            final = piece
-        assert final is not None and final.done, "a generation ends with a done piece"
-        return "".join(parts), final
-
-    async def pieces(self) -> AsyncIterator[Piece]:
-        tokens, ticket = self.tokens, self.ticket
-        decode = self.loaded.coordizer.decode
-        stops = self.options.stop
-        ids: list[int] = []
-        sent = 0  # characters of the decoded text already yielded
-        first_token_at: float | None = None
-        reason = ""
-        finished = False
-        try:
-            while True:
-                token = await tokens.get()
-                if token is None:
-                    break
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                ids.append(token)
-                text = decode(ids)
-                hit = _find_stop(
-                    text, stops, max(0, sent - max((len(s) for s in stops), default=0))
-                )
-                if hit is not None:
-                    ticket.cancel()
-                    if hit > sent:
-                        yield Piece(text[sent:hit])
-                    sent, reason = hit, "stop"
-                    break
-                safe = len(text) - _held_back(text, stops)
-                if safe > sent:
-                    yield Piece(text[sent:safe])
-                    sent = safe
-            if not reason:
-                if ticket.done_reason == "cancelled":
-                    raise InferenceError("the model was unloaded while generating")
-                reason = ticket.done_reason or "stop"
-                text = decode(ids)
-                tail = text[sent:].replace("\ufffd", "") if stops else text[sent:]
-                if tail:
-                    yield Piece(tail)
-                    sent = len(text)
-            end = time.perf_counter()
-            first = first_token_at or end
-            eval_count = len(ids)
-            stats = {
-                "total_duration": int((end - self.started) * 1e9),
-                "load_duration": self.load_ns,
-                "prompt_eval_count": self.prompt_tokens,
-                "prompt_eval_duration": max(1, int((first - self.started) * 1e9) - self.load_ns),
-                "eval_count": eval_count,
-                "eval_duration": max(1, int((end - first) * 1e9)),
-                "ttft_ms": (first - self.started) * 1000,
-                "route": self.route,
-                "kernel": self.kernel,
-            }
-            stats.update(await asyncio.to_thread(self._reading))
-            finished = True
-            yield Piece("", done=True, done_reason=reason, stats=stats)
-        finally:
-            if not finished:
-                ticket.cancel()  # the client went away or an error: free the row now
-            self.service.finished(self.loaded, ticket, self.keep_alive)
-
-    def _reading(self) -> dict[str, Any]:
-        import torch
-
-        hidden = self.ticket.hidden
-        if not hidden:
-            return {}
-        states = torch.cat(hidden, dim=0)
-        if states.shape[0] < 2:
-            return {}
-        reading = measure(states)
-        return {"phi": reading.phi, "kappa": reading.kappa, "regime": reading.regime}
-
-
-def _find_stop(text: str, stops: list[str], start: int) -> int | None:
-    hits = [i for s in stops if (i := text.find(s, start)) >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """Characters at the end to hold: half a UTF-8 character, or a prefix of a stop string."""
-    hold = 0
-    if text.endswith("\ufffd"):
-        hold = len(text) - len(text.rstrip("\ufffd"))
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                hold = max(hold, n)
-                break
-    return hold
-
-
 class InferenceService:
     """The process-wide serving state (see `service()`)."""
 
@@ -386,6 +162,14 @@ class InferenceService:
     # ---- loading -------------------------------------------------------------------------
     def loaded(self) -> Loaded | None:
         return self._loaded
+
+    async def _aensure_loaded(self, keep_alive: float | None) -> tuple[Loaded, int]:
+        """`_ensure_loaded` for the event loop: when the loaded model is current (a few
+        `realpath`s tell), no thread hop; loading and reloading happen in a worker thread."""
+        current = self._loaded
+        if current is not None and has_model() and current.fingerprint == fingerprint():
+            return current, 0
+        return await asyncio.to_thread(self._ensure_loaded, keep_alive)
 
     def _ensure_loaded(self, keep_alive: float | None) -> tuple[Loaded, int]:
         """The current model, loading or reloading it when needed; returns it and the load time
@@ -496,7 +280,7 @@ class InferenceService:
     ) -> Generation:
         """Admit one request; errors (no model, too long, busy) are raised before any output."""
         started = time.perf_counter()
-        loaded, load_ns = await asyncio.to_thread(self._ensure_loaded, keep_alive)
+        loaded, load_ns = await self._aensure_loaded(keep_alive)
         ids = list(context or []) + loaded.coordizer.encode(prompt)
         ids = ids or [loaded.coordizer.eot_id]
         if max(ids) >= loaded.coordizer.vocab_size or min(ids) < 0:
@@ -562,17 +346,6 @@ def _retire(old: Loaded) -> None:
         old.scheduler.stop()
 
     threading.Thread(target=wait_then_stop, name="inference-retire", daemon=True).start()
-
-
-def bootstrap_progress() -> str:
-    from learning.models import FineTuneJob
-
-    jobs = list(FineTuneJob.objects.filter(kind__in=["coordizer", "pretrain"]).order_by("-id")[:2])
-    if not jobs:
-        return "no bootstrap job is queued (train a coordizer and a trunk first)"
-    return "; ".join(
-        f"{job.kind} job {job.pk} is {job.status} ({job.progress * 100:.0f}%)" for job in jobs
-    )
 
 
 _service = InferenceService()

@@ -139,7 +139,7 @@ async def show(request: HttpRequest) -> JsonResponse:
     name = body.get("model") or body.get("name")
     if not name:
         raise BadRequest("model is required")
-    spec = await sync_to_async(serving.resolve)(name)
+    spec = await serving.aresolve(name)
     return JsonResponse(await sync_to_async(serving.show)(spec))
 
 
@@ -222,7 +222,7 @@ async def _load_only(model: str, keep_alive: float | None, chat: bool) -> JsonRe
 @ollama_view("POST")
 async def generate(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
-    spec = await sync_to_async(serving.resolve)(body.get("model", ""))
+    spec = await serving.aresolve(body.get("model", ""))
     for name in ("prompt", "suffix", "system", "template"):
         field(body, name, str)
     raw, stream = field(body, "raw", bool, False), field(body, "stream", bool, True)
@@ -289,7 +289,7 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
     if not body.get("model"):
         raise BadRequest("model is required")
-    spec = await sync_to_async(serving.resolve)(body["model"])
+    spec = await serving.aresolve(body["model"])
     messages = serving.check_messages(body.get("messages"))
     field(body, "tools", list)
     stream = field(body, "stream", bool, True)
@@ -338,7 +338,7 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
 @ollama_view("POST")
 async def embed(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    spec = await sync_to_async(serving.resolve)(body.get("model", ""))
+    spec = await serving.aresolve(body.get("model", ""))
     texts = body.get("input")
     if isinstance(texts, str):
         texts = [texts]
@@ -364,7 +364,7 @@ async def embed(request: HttpRequest) -> JsonResponse:
 @ollama_view("POST")
 async def embeddings(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    await sync_to_async(serving.resolve)(body.get("model", ""))
+    await serving.aresolve(body.get("model", ""))
     prompt = field(body, "prompt", str, "")
     if not prompt:
         return JsonResponse({"embedding": []})

@@ -73,7 +73,7 @@ def finish_reason(done_reason: str) -> str:
 async def _start(
     request: HttpRequest, body: dict[str, Any], prompt_of: Callable[[serving.ModelSpec], str]
 ) -> tuple[serving.ModelSpec, Generation, str]:
-    spec = await sync_to_async(serving.resolve)(body.get("model", ""))
+    spec = await serving.aresolve(body.get("model", ""))
     opts, num_ctx = serving.sampling_options(spec, options_of(body))
     prompt = prompt_of(spec)
     gen = await inference.service().start(
@@ -200,7 +200,7 @@ async def models(request: HttpRequest) -> JsonResponse:
 
 @openai_view("GET")
 async def model(request: HttpRequest, model_id: str) -> JsonResponse:
-    spec = await sync_to_async(serving.resolve)(model_id)
+    spec = await serving.aresolve(model_id)
     if inference.model_files() is None:
         raise inference.ModelNotFound(model_id)
     return JsonResponse(model_entry(spec.name, int(time.time())))
@@ -209,7 +209,7 @@ async def model(request: HttpRequest, model_id: str) -> JsonResponse:
 @openai_view("POST")
 async def embeddings(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    spec = await sync_to_async(serving.resolve)(body.get("model", ""))
+    spec = await serving.aresolve(body.get("model", ""))
     texts = body.get("input")
     if isinstance(texts, str):
         texts = [texts]

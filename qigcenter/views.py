@@ -53,7 +53,15 @@ def home(request: HttpRequest) -> HttpResponseBase:
 @never_cache
 @require_GET
 def spa(request: HttpRequest, path: str = "") -> HttpResponseBase:
-    """Serve the React app's index.html for every client-side route."""
+    """Serve the React app's index.html for every client-side route (not under `qig serve`,
+    which runs the API alone)."""
+    if settings.API_ONLY:
+        return HttpResponse(
+            "Not found: `qig serve` runs the Ollama/OpenAI-compatible API alone (no dashboard); "
+            "start `qig up` for the web app.",
+            status=404,
+            content_type="text/plain; charset=utf-8",
+        )
     index = settings.FRONTEND_DIST / "index.html"
     if not index.is_file():
         return HttpResponse(

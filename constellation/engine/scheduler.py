@@ -5,6 +5,11 @@ batched forward per step advances every active request together (`RaggedCaches`:
 and LoRA are batched across rows, attention runs per row over that row's own history). A request
 that finishes frees its row at once and a waiting one takes it on the next step.
 
+A step costs what the direct decode loop (`generation.decode`) costs: with one active row it is
+the same forward over that row's own `KVCache`; the LoRA route (the rows' gathered adapter
+weights) is built once per batch composition, not per step; greedy rows without a repeat
+penalty are picked with one argmax over the whole batch and a single device-to-host copy.
+
 Use it synchronously (`submit` + `step` / `run_until_idle`) or with the background thread
 (`start` / `stop`), iterating each `Ticket` for its tokens as they are produced.
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +31,8 @@ from .sampling import make_generator, sample_next
 
 
 class Ticket:
-    """A submitted request: iterate it for token ids; `done_reason` is set when it finishes."""
+    """A submitted request: iterate it for token ids, or `listen` to it; `done_reason` is set
+    when it finishes."""
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -35,6 +41,8 @@ class Ticket:
         self.hidden: list[Tensor] = []  # final hidden states (T, C) per step, for Φ/κ
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._listener: Callable[[int | None], None] | None = None
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -42,16 +50,38 @@ class Ticket:
         drops it from the queue, at its next step; the ticket finishes with "cancelled"."""
         self.cancelled = True
 
+    def listen(self, on_token: Callable[[int | None], None]) -> None:
+        """Call `on_token(token)` for every token, those produced so far first, then
+        `on_token(None)` once when the ticket finishes. Later calls come from the scheduler's
+        thread, right as each token is produced (no thread of its own per request): keep it
+        short and let it not raise. One listener per ticket."""
+        with self._lock:
+            assert self._listener is None, "a ticket has one listener"
+            for token in self.tokens:
+                on_token(token)
+            if self._done.is_set():
+                on_token(None)
+            else:
+                self._listener = on_token
+
     def _emit(self, token: int) -> None:
-        self.tokens.append(token)
+        with self._lock:
+            self.tokens.append(token)
+            listener = self._listener
         self._queue.put(token)
+        if listener is not None:
+            listener(token)
 
     def _finish(self, reason: str) -> None:
-        if self._done.is_set():
-            return
-        self.done_reason = reason
-        self._done.set()
+        with self._lock:
+            if self._done.is_set():
+                return
+            self.done_reason = reason
+            self._done.set()
+            listener = self._listener
         self._queue.put(None)
+        if listener is not None:
+            listener(None)
 
     @property
     def done(self) -> bool:
@@ -99,6 +129,9 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._running = False
+        # the LoRA route of the current batch, rebuilt only when its slots change
+        self._route_slots: tuple[int, ...] | None = None
+        self._route: LoRARoute | None = None
 
     # ---- submission ------------------------------------------------------------------------
     def submit(self, request: Request) -> Ticket:
@@ -175,24 +208,51 @@ class Scheduler:
         if not self._sample(row, out.logits[0, -1]):
             self.active.append(row)
 
+    def _route_for(self, slots: tuple[int, ...]) -> LoRARoute | None:
+        """The rows' LoRA route; kept while the batch's slots stay the same, so the adapter
+        weights are gathered (and cast) once per batch composition instead of every step."""
+        if self.bank is None:
+            return None
+        if slots != self._route_slots:
+            self._route = LoRARoute.for_rows(self.bank, list(slots))
+            self._route_slots = slots
+        return self._route
+
     def _decode_step(self) -> None:
-        dev = self.trunk.device
         rows = self.active
-        idx = torch.tensor([[r.last] for r in rows], device=dev)  # (B, 1)
-        route = LoRARoute.for_rows(self.bank, [r.slot for r in rows]) if self.bank else None
-        out = self.trunk(idx, route=route, cache=RaggedCaches([r.cache for r in rows]))
-        still = []
+        route = self._route_for(tuple(r.slot for r in rows))
+        if len(rows) == 1:
+            # the direct loop's step: one token over the row's own cache, no ragged attention
+            row = rows[0]
+            idx = torch.tensor([[row.last]], device=self.trunk.device)
+            out = self.trunk(idx, route=route, cache=row.cache, last_only=True)
+        else:
+            idx = torch.tensor([[r.last] for r in rows], device=self.trunk.device)  # (B, 1)
+            out = self.trunk(idx, route=route, cache=RaggedCaches([r.cache for r in rows]))
+        if self.keep_hidden:
+            hidden = out.hidden.float()  # (B, 1, C), one copy for the batch
+            for i, row in enumerate(rows):
+                row.ticket.hidden.append(hidden[i])
+        self.active = [row for row in self._sample_rows(rows, out.logits[:, -1]) if row]
+
+    def _sample_rows(self, rows: list[_Row], logits: Tensor) -> list[_Row | None]:
+        """Next token of every row from logits (B, V); the rows still going (None: finished).
+        Greedy rows without a repeat penalty share one argmax and one copy to the host."""
+        fast = [_plain_greedy(r) for r in rows]
+        picks: list[int] = logits.argmax(-1).tolist() if any(fast) else []
+        still: list[_Row | None] = []
         for i, row in enumerate(rows):
-            if self.keep_hidden:
-                row.ticket.hidden.append(out.hidden[i].float())
-            if not self._sample(row, out.logits[i, -1]):
-                still.append(row)
-        self.active = still
+            done = self._take(row, picks[i]) if fast[i] else self._sample(row, logits[i])
+            still.append(None if done else row)
+        return still
 
     def _sample(self, row: _Row, logits: Tensor) -> bool:
         """Draw the row's next token, emit it; True when the request has finished."""
         opts = row.ticket.request.options
-        tok = sample_next(logits, row.history, opts, row.gen)
+        return self._take(row, sample_next(logits, row.history, opts, row.gen))
+
+    def _take(self, row: _Row, tok: int) -> bool:
+        """Record and emit the row's next token; True when the request has finished."""
         row.produced += 1
         row.history.append(tok)
         row.last = tok
@@ -225,3 +285,9 @@ class Scheduler:
             if not self.step():
                 self._wake.wait(0.05)
                 self._wake.clear()
+
+
+def _plain_greedy(row: _Row) -> bool:
+    """Greedy with no repeat penalty: the next token is the argmax of the logits."""
+    opts = row.ticket.request.options
+    return opts.greedy and (opts.repeat_penalty == 1.0 or opts.repeat_last_n == 0)

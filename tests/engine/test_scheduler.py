@@ -7,7 +7,7 @@ import torch
 
 from constellation.engine.config import LoRAConfig, TrunkConfig
 from constellation.engine.generation import Request, generate
-from constellation.engine.model import Adapter, LoRABank, Trunk
+from constellation.engine.model import Adapter, LoRABank, LoRARoute, Trunk
 from constellation.engine.sampling import SamplingOptions
 from constellation.engine.scheduler import Scheduler
 
@@ -118,3 +118,80 @@ def test_a_cancelled_request_frees_its_row_at_the_next_step(setup):
     sched.run_until_idle()
     assert waiting.tokens == alone
     assert list(first) == first.tokens  # the stream ends after what was produced
+
+
+def greedy_requests(n: int = 9) -> list[Request]:
+    plain = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=n)
+    penalised = SamplingOptions(temperature=0, repeat_penalty=1.3, num_predict=n)
+    return [
+        Request([1, 2, 3, 4, 5], [(3, 1.0)], plain),
+        Request([7, 8], [(4, 1.0)], plain),
+        Request([9, 10, 11], [(None, 1.0)], plain),
+        Request([12, 13], [(3, 1.0)], penalised),  # the per-row sampling path in the same batch
+    ]
+
+
+def test_greedy_tokens_are_the_direct_loops_alone_and_batched(setup, monkeypatch):
+    """Batch 1 (the fast path over the row's own cache) and a full batch both give exactly the
+    tokens of the direct decode loop `Constellation.reply` runs (`generation.decode`)."""
+    trunk, bank = setup
+    ragged = []
+    original = Trunk._ragged_forward
+
+    def counting(self, *args, **kwargs):
+        ragged.append(len(args[2].rows))  # (idx, route, caches)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trunk, "_ragged_forward", counting)
+    reqs = greedy_requests()
+    direct = [generate(trunk, [r], bank=bank)[0] for r in reqs]
+    assert all(len(tokens) == 9 for tokens in direct)
+
+    one = Scheduler(trunk, bank, max_batch=1)
+    alone = [one.submit(r) for r in reqs]
+    one.run_until_idle()
+    assert [t.tokens for t in alone] == direct
+    assert ragged == []  # one row at a time: never the ragged (per-row attention) forward
+
+    full = Scheduler(trunk, bank, max_batch=4)
+    batched = [full.submit(r) for r in reqs]
+    full.run_until_idle()
+    assert [t.tokens for t in batched] == direct
+    assert ragged and max(ragged) == 4
+
+
+def test_the_lora_route_is_gathered_once_per_batch_composition(setup, monkeypatch):
+    trunk, bank = setup
+    built: list[list[int]] = []
+    original = LoRARoute.for_rows  # bound to the class
+
+    def counting(bank, slots):
+        built.append(list(slots))
+        return original(bank, slots)
+
+    monkeypatch.setattr(LoRARoute, "for_rows", counting)
+    sched = Scheduler(trunk, bank, max_batch=2)
+    reqs = greedy_requests(n=12)[:2]
+    tickets = [sched.submit(r) for r in reqs]
+    sched.run_until_idle()
+    assert all(len(t.tokens) == 12 for t in tickets)
+    # two prefills, then one route for the pair: 11 decode steps share it
+    assert len(built) == 3
+    assert sorted(len(s) for s in built) == [1, 1, 2]
+
+
+def test_a_listener_gets_every_token_then_the_end(setup):
+    trunk, bank = setup
+    reqs = greedy_requests()
+    sched = Scheduler(trunk, bank, max_batch=2)
+    early, late = sched.submit(reqs[0]), sched.submit(reqs[1])
+    sched.step()
+    sched.step()  # both have tokens already when their listeners attach
+    heard: dict[str, list[int | None]] = {"early": [], "late": []}
+    early.listen(heard["early"].append)
+    sched.run_until_idle()
+    late.listen(heard["late"].append)  # after it finished: everything, then the end
+    assert heard["early"] == [*early.tokens, None]
+    assert heard["late"] == [*late.tokens, None]
+    with pytest.raises(AssertionError, match="one listener"):
+        early.listen(print)

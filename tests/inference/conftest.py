@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.inference.model import make_trained_model
+from constellation.engine.tiny import make_trained_model
 from tests.live.product import Product, free_port
 
 MAX_BATCH = 8

@@ -103,6 +103,49 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
         ("/api/embed", {"model": MODEL, "input": 5}, 400, "input"),
         ("/api/show", {}, 400, "model is required"),
         ("/api/pull", {"model": MODEL}, 500, "registry"),
+        ("/api/generate", b"[1, 2]", 400, "JSON object"),
+        ("/api/chat", '{"model": "x", "messages": "\xfe"}'.encode("latin-1"), 400, "UTF-8"),
+        ("/api/chat", {"model": "nope", "messages": []}, 404, "model 'nope' not found"),
+        ("/api/embed", {"model": "nope", "input": "x"}, 404, "model 'nope' not found"),
+        ("/api/generate", {"model": MODEL, "prompt": "hi", "options": "fast"}, 400, "options"),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "options": {"temperature": "hot"}},
+            400,
+            "temperature",
+        ),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "options": {"num_ctx": "big"}},
+            400,
+            "num_ctx",
+        ),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "keep_alive": "soon"},
+            400,
+            "keep_alive",
+        ),
+        ("/api/generate", {"model": MODEL, "context": ["a"]}, 400, "context"),
+        ("/api/generate", {"model": MODEL, "prompt": "hi", "context": [10**9]}, 400, "vocabulary"),
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "user", "content": 5}]},
+            400,
+            "content",
+        ),
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]},
+            400,
+            "role",
+        ),
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "user", "content": "word " * 2000}]},
+            400,
+            "context length",
+        ),
     ],
 )
 def test_bad_input_gets_ollamas_status_and_error_shape(
@@ -160,12 +203,52 @@ async def test_a_mid_stream_error_ends_the_stream_with_an_error_line(live: Servi
         body = {"model": MODEL, "prompt": "a long answer", "options": {"num_predict": -1}}
         async with client.stream("POST", "/api/generate", json=body) as stream:
             assert stream.status_code == 200
-            lines = stream.aiter_lines()
-            assert "response" in json.loads(await anext(lines))
+            raw = b""
+            chunks = stream.aiter_bytes()
+            while b"\n" not in raw:
+                raw += await anext(chunks)
+            assert "response" in json.loads(raw.split(b"\n")[0])
             unload = await client.post("/api/generate", json={"model": MODEL, "keep_alive": 0})
             assert unload.json()["done_reason"] == "unload"
-            rest = [json.loads(line) async for line in lines]
-    assert rest and rest[-1] == {"error": "the model was unloaded while generating"}
+            raw += b"".join([chunk async for chunk in chunks])
+    text = raw.decode()
+    # NDJSON exactly: every line one JSON object, no blank line anywhere, a newline at the end
+    assert text.endswith("\n") and "\n\n" not in text and not text.startswith("\n")
+    lines = [json.loads(line) for line in text.split("\n")[:-1]]
+    assert lines[-1] == {"error": "the model was unloaded while generating"}
+    assert all("error" not in line for line in lines[:-1])
+
+
+async def test_bad_input_leaves_everyone_else_served(live: Serving) -> None:
+    """A stream in flight while a burst of bad requests arrives ends normally, and the next
+    request is answered."""
+    bad = [
+        {"content": b"{not json"},
+        {"content": '{"prompt": "\xff"}'.encode("latin-1")},
+        {"json": {"model": "nope", "prompt": "hi"}},
+        {"json": {"model": MODEL, "prompt": "word " * 2000}},
+        {"json": {"model": MODEL, "prompt": "hi", "options": {"top_k": "x"}}},
+    ]
+    greedy = {"temperature": 0, "repeat_penalty": 1.0}
+    body = {"model": MODEL, "prompt": "the", "options": {"num_predict": 40, **greedy}}
+    async with httpx.AsyncClient(base_url=live.base, timeout=60) as client:
+        alone = await client.post("/api/generate", json={**body, "stream": False})
+        async with client.stream("POST", "/api/generate", json=body) as stream:
+            raw = b""
+            chunks = stream.aiter_bytes()
+            raw += await anext(chunks)
+            answers = await asyncio.gather(
+                *(client.post("/api/generate", **kind) for kind in bad * 4)  # type: ignore[arg-type]
+            )
+            raw += b"".join([chunk async for chunk in chunks])
+        after = await client.post("/api/generate", json={**body, "stream": False})
+    assert all(a.status_code in (400, 404) and set(a.json()) == {"error"} for a in answers)
+    text = raw.decode()
+    assert text.endswith("\n") and "\n\n" not in text
+    lines = [json.loads(line) for line in text.split("\n")[:-1]]
+    assert lines[-1]["done"] is True and all("error" not in line for line in lines)
+    streamed = "".join(str(line["response"]) for line in lines)
+    assert streamed == alone.json()["response"] == after.json()["response"]  # greedy
 
 
 async def test_a_client_that_disconnects_frees_its_row(live: Serving) -> None:

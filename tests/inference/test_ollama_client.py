@@ -8,8 +8,8 @@ from datetime import datetime
 import ollama
 import pytest
 
+from constellation.engine.tiny import ADAPTER_KERNEL
 from tests.inference.conftest import Serving
-from tests.inference.model import ADAPTER_KERNEL
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 

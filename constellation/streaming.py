@@ -1,0 +1,194 @@
+"""A request admitted to the scheduler, as async views consume it: its tokens handed over from the
+scheduler thread in batches, decoded into text pieces with stop strings and UTF-8 held back, and a
+final piece with the timings and the Φ/κ reading."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from constellation.engine import SamplingOptions, Ticket, measure
+from constellation.errors import InferenceError
+
+if TYPE_CHECKING:
+    from constellation.inference import InferenceService, Loaded
+
+# A stream's tokens reach the event loop together at most this often (the first at once): each
+# hand-over wakes the loop, which then contends with the scheduler thread for the GIL.
+FLUSH_EVERY_S = 0.01
+
+
+@dataclass
+class Piece:
+    """What a running generation yields: text, and on the last piece the outcome."""
+
+    text: str
+    done: bool = False
+    done_reason: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Generation:
+    """A request admitted to the scheduler: iterate `pieces()` for its text."""
+
+    def __init__(
+        self,
+        service: InferenceService,
+        loaded: Loaded,
+        ticket: Ticket,
+        options: SamplingOptions,
+        prompt_tokens: int,
+        started: float,
+        load_ns: int,
+        keep_alive: float | None,
+        route: list[dict[str, Any]],
+    ) -> None:
+        self.service, self.loaded, self.ticket = service, loaded, ticket
+        self.options, self.prompt_tokens = options, prompt_tokens
+        self.started, self.load_ns, self.keep_alive = started, load_ns, keep_alive
+        self.route = route
+        self.kernel = route[0]["kernel"] if route else None
+        self.prompt_ids = list(ticket.request.prompt)
+        # Tokens flow from the scheduler thread to the event loop from now on (handed over by
+        # the scheduler thread itself as it produces them: no thread per request), and the
+        # ticket leaves the queue count when it ends, even if no one ever iterates `pieces()`
+        # (a client gone before its response started).
+        loop = asyncio.get_running_loop()
+        # batches of token ids; None, last, when the ticket has finished
+        self.tokens: asyncio.Queue[list[int | None]] = asyncio.Queue()
+        held: list[int | None] = []
+        flushed = [-FLUSH_EVERY_S]  # when tokens were last handed to the event loop
+
+        def deliver(token: int | None) -> None:
+            held.append(token)
+            if token is not None:
+                now = time.perf_counter()
+                if now - flushed[0] < FLUSH_EVERY_S:
+                    return  # goes with the next token (or the end), at most a step later
+                flushed[0] = now
+            batch = held.copy()
+            held.clear()
+            try:
+                loop.call_soon_threadsafe(self.tokens.put_nowait, batch)
+            except RuntimeError:  # the event loop is closed: nobody is reading any more
+                ticket.cancel()
+            if token is None:
+                service.finished(loaded, ticket, keep_alive)
+
+        ticket.listen(deliver)
+
+    def context(self) -> list[int]:
+        """Prompt and reply token ids (Ollama's `context`, to continue a conversation)."""
+        return self.prompt_ids + list(self.ticket.tokens)
+
+    async def collect(self) -> tuple[str, Piece]:
+        """The whole text of a non-streamed generation and its final (done) piece."""
+        parts: list[str] = []
+        final: Piece | None = None
+        async for piece in self.pieces():
+            parts.append(piece.text)
+            final = piece
+        assert final is not None and final.done, "a generation ends with a done piece"
+        return "".join(parts), final
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        tokens, ticket = self.tokens, self.ticket
+        decode = self.loaded.coordizer.decode
+        stops = self.options.stop
+        ids: list[int] = []
+        sent = 0  # characters of the decoded text already yielded
+        first_token_at: float | None = None
+        reason = ""
+        finished = False
+        try:
+            ended = False
+            while not ended:
+                # every token that arrived since the last piece goes into one piece: under load
+                # the event loop does its per-piece work once, not once per token
+                batch = await tokens.get()
+                while not tokens.empty():
+                    batch += tokens.get_nowait()
+                ended = batch[-1] is None  # None comes last, once
+                new = [t for t in batch if t is not None]
+                if not new:
+                    break
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                ids += new
+                text = decode(ids)
+                hit = _find_stop(
+                    text, stops, max(0, sent - max((len(s) for s in stops), default=0))
+                )
+                if hit is not None:
+                    ticket.cancel()
+                    if hit > sent:
+                        yield Piece(text[sent:hit])
+                    sent, reason = hit, "stop"
+                    break
+                safe = len(text) - _held_back(text, stops)
+                if safe > sent:
+                    yield Piece(text[sent:safe])
+                    sent = safe
+            if not reason:
+                if ticket.done_reason == "cancelled":
+                    raise InferenceError("the model was unloaded while generating")
+                reason = ticket.done_reason or "stop"
+                text = decode(ids)
+                tail = text[sent:].replace("\ufffd", "") if stops else text[sent:]
+                if tail:
+                    yield Piece(tail)
+                    sent = len(text)
+            end = time.perf_counter()
+            first = first_token_at or end
+            eval_count = len(ids)
+            stats = {
+                "total_duration": int((end - self.started) * 1e9),
+                "load_duration": self.load_ns,
+                "prompt_eval_count": self.prompt_tokens,
+                "prompt_eval_duration": max(1, int((first - self.started) * 1e9) - self.load_ns),
+                "eval_count": eval_count,
+                "eval_duration": max(1, int((end - first) * 1e9)),
+                "ttft_ms": (first - self.started) * 1000,
+                "route": self.route,
+                "kernel": self.kernel,
+            }
+            stats.update(await asyncio.to_thread(self._reading))
+            finished = True
+            yield Piece("", done=True, done_reason=reason, stats=stats)
+        finally:
+            if not finished:
+                ticket.cancel()  # the client went away or an error: free the row now
+            self.service.finished(self.loaded, ticket, self.keep_alive)
+
+    def _reading(self) -> dict[str, Any]:
+        import torch
+
+        hidden = self.ticket.hidden
+        if not hidden:
+            return {}
+        states = torch.cat(hidden, dim=0)
+        if states.shape[0] < 2:
+            return {}
+        reading = measure(states)
+        return {"phi": reading.phi, "kappa": reading.kappa, "regime": reading.regime}
+
+
+def _find_stop(text: str, stops: list[str], start: int) -> int | None:
+    hits = [i for s in stops if (i := text.find(s, start)) >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Characters at the end to hold: half a UTF-8 character, or a prefix of a stop string."""
+    hold = 0
+    if text.endswith("\ufffd"):
+        hold = len(text) - len(text.rstrip("\ufffd"))
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                hold = max(hold, n)
+                break
+    return hold

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from constellation.models import Interaction, Kernel, ModelConfig
+from constellation.models import Conversation, Interaction, Kernel, ModelConfig
 
 
 @admin.register(Kernel)
@@ -37,3 +37,10 @@ class InteractionAdmin(admin.ModelAdmin):
     readonly_fields = [
         f.name for f in Interaction._meta.fields if f.name not in ("feedback", "suggested_answer")
     ]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "user", "created_at", "updated_at"]
+    search_fields = ["title", "user__username"]
+    readonly_fields = ["created_at", "updated_at"]

@@ -67,6 +67,21 @@ class ModelConfig(models.Model):
         return self.name
 
 
+class Conversation(models.Model):
+    """A chat thread of one user: its turns are the `Interaction`s pointing at it."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"conversation {self.pk} ({self.title or 'untitled'})"
+
+
 class Feedback(models.TextChoices):
     NONE = "", "none"
     UP = "up", "thumbs up"
@@ -102,6 +117,14 @@ class Interaction(models.Model):
     feedback = models.CharField(max_length=4, choices=Feedback.choices, blank=True, default="")
     suggested_answer = models.TextField(blank=True)
     feedback_at = models.DateTimeField(null=True, blank=True)
+    conversation = models.ForeignKey(
+        Conversation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="interactions",
+        help_text="the chat thread (POST /api/v1/chat/) this turn belongs to",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

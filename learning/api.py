@@ -35,6 +35,7 @@ class FineTuneJobSerializer(serializers.ModelSerializer):
             "eta_s",
             "metrics",
             "device",
+            "excluded_devices",
             "checkpoint_path",
             "after",
             "runs",

@@ -50,7 +50,12 @@ class FineTuneJob(models.Model):
     total_steps = models.PositiveIntegerField(default=0)
     eta_s = models.FloatField(null=True, blank=True, help_text="seconds left, from this run's rate")
     metrics = models.JSONField(default=dict, blank=True, help_text="latest step's metrics")
-    device = models.CharField(max_length=32, blank=True)
+    device = models.CharField(
+        max_length=200, blank=True, help_text="cpu, cuda:N, or cuda:N,cuda:M,… for a DDP run"
+    )
+    excluded_devices = models.JSONField(
+        default=list, blank=True, help_text="devices that failed this job: never claimed again"
+    )
     checkpoint_path = models.CharField(max_length=500, blank=True)
     after = models.ForeignKey(
         "self",

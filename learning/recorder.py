@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from constellation.engine import Action, Callback, StepInfo, step_metrics
 from dashboard.services import publish, publish_on_commit
@@ -225,4 +226,6 @@ class JobRecorder(Callback):
             "regime": r.regime,
             "phase": r.phase,
             "n_tokens": r.n_tokens,
+            "loss": info.loss,
+            "time": timezone.now().isoformat(),
         }

@@ -66,17 +66,38 @@ def claimable_jobs() -> QuerySet[FineTuneJob]:
     )
 
 
+def busy_devices() -> set[str]:
+    """The single devices held by a run now."""
+    held = FineTuneJob.objects.exclude(lease="").values_list("device", flat=True)
+    return {d for device in held for d in devices.parts(device)}
+
+
+def _gpus(job: FineTuneJob) -> int:
+    value = job.hyperparameters.get("gpus", 1)
+    return value if isinstance(value, int) and value > 0 else 1
+
+
 def claim_next_job(worker: str) -> Claim | None:
-    """Atomically take the next job for a free device, or None (no job, or every device busy)."""
+    """Atomically take the next job for a free device, or None (no job, or every device busy).
+
+    A job never gets a device that failed it before (`excluded_devices`); a job every device
+    here failed is failed itself."""
     lease = uuid.uuid4().hex
     try:
         with transaction.atomic():
-            busy = set(FineTuneJob.objects.exclude(lease="").values_list("device", flat=True))
-            device = devices.pick_device(busy)
-            if device is None:
-                return None
-            job = claimable_jobs().select_for_update(skip_locked=True, of=("self",)).first()
-            if job is None:
+            busy = busy_devices()
+            device, job = None, None
+            candidates = claimable_jobs().select_for_update(skip_locked=True, of=("self",))
+            for candidate in candidates[:50]:
+                excluded = candidate.excluded_devices or []
+                if excluded and all(d in excluded for d in devices.training_devices()):
+                    _fail_everywhere(candidate)
+                    continue
+                device = devices.pick_device(busy, excluded, _gpus(candidate))
+                if device is not None:
+                    job = candidate
+                    break
+            if job is None or device is None:
                 return None
             now = timezone.now()
             job.status, job.status_reason = JobStatus.RUNNING, ""
@@ -97,6 +118,15 @@ def claim_next_job(worker: str) -> Claim | None:
         return None
     log.info("job %s: claimed by %s on %s (run %s)", job.pk, worker, device, job.runs)
     return Claim(job.pk, lease, device, worker)
+
+
+def _fail_everywhere(job: FineTuneJob) -> None:
+    tried = ", ".join(job.excluded_devices)
+    job.status, job.status_reason = JobStatus.FAILED, "no usable device"
+    job.error = f"every device here failed this job ({tried}); the last error: {job.error}"
+    job.error_kind, job.finished_at = ErrorKind.CRASH, timezone.now()
+    job.save(update_fields=["status", "status_reason", "error", "error_kind", "finished_at"])
+    publish_on_commit("jobs", job.status_message())
 
 
 class Watcher(threading.Thread):
@@ -195,6 +225,10 @@ def execute(claim: Claim) -> None:
         )
         return
     except Exception as exc:
+        if devices.is_device_error(exc, claim.device):
+            log.warning("job %s: device %s failed: %s", claim.job_id, claim.device, exc)
+            requeue_after_device_failure(claim, exc)
+            return
         log.exception("job %s crashed", claim.job_id)
         finish(
             claim,
@@ -213,6 +247,38 @@ def execute(claim: Claim) -> None:
     elif outcome.reason == SHUTDOWN_REASON:  # it stopped at a checkpoint: queue it again
         finish(claim, JobStatus.QUEUED, reason=f"requeued: {SHUTDOWN_REASON}")
     # "stopped": an admin paused or cancelled it, or another runner took it over; nothing to add
+
+
+def requeue_after_device_failure(claim: Claim, exc: BaseException) -> bool:
+    """The run's device failed (unusable, lost, out of memory): queue the job again with that
+    device excluded, so the next claim puts it on another GPU or the CPU; it resumes from its
+    last checkpoint. A learning event says what happened."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    failed = devices.parts(claim.device)
+    with transaction.atomic():
+        job = FineTuneJob.objects.select_for_update().get(pk=claim.job_id)
+        if job.lease != claim.lease or job.status != JobStatus.RUNNING:
+            return False
+        job.excluded_devices = sorted({*job.excluded_devices, *failed})
+        job.status = JobStatus.QUEUED
+        job.status_reason = f"requeued: device {claim.device} failed; another device takes it"
+        job.error = error
+        job.save(update_fields=["excluded_devices", "status", "status_reason", "error"])
+        event = LearningEvent.objects.create(
+            kind=LearningEventKind.JOB,
+            job=job,
+            message=f"job {job.pk} requeued: device {claim.device} failed ({error})"[:500],
+            data={
+                "device": claim.device,
+                "error": error,
+                "excluded_devices": job.excluded_devices,
+                "step": job.step,
+                "checkpoint": job.checkpoint_path,
+            },
+        )
+        publish_on_commit("jobs", job.status_message())
+        publish_on_commit("learning", event_message(event))
+    return True
 
 
 def run_next_job(worker: str) -> int | None:
@@ -286,8 +352,8 @@ def watchdog() -> None:
     """Beat, every QIG_JOB_WATCHDOG_S: requeue dead runs; make sure a free device gets work."""
     requeue_stale_jobs()
     cancel_orphaned_followers()
-    busy = set(FineTuneJob.objects.exclude(lease="").values_list("device", flat=True))
-    if claimable_jobs().exists() and devices.pick_device(busy) is not None:
+    busy = busy_devices()
+    if any(devices.pick_device(busy, j.excluded_devices, _gpus(j)) for j in claimable_jobs()[:50]):
         dispatch()
 
 

@@ -95,8 +95,15 @@ def queue_job(
     kernels = sorted(set(target_kernels or []))
     if any(not 0 <= k <= 239 for k in kernels):
         raise DomainError("target_kernels must be kernel indices between 0 and 239")
+    if kind == JobKind.ADAPTER and not kernels and dataset_ids:
+        kernels = routed_kernels(dataset_ids)  # docs/uploads.md: where the uploads route
     if kind == JobKind.ADAPTER and not kernels:
-        raise DomainError("an adapter job needs at least one target kernel")
+        raise DomainError(
+            "an adapter job needs at least one target kernel: its datasets are not routed "
+            "yet (they wait for the coordizer)"
+            if dataset_ids
+            else "an adapter job needs at least one target kernel"
+        )
     if kind != JobKind.ADAPTER and kernels:
         raise DomainError(f"a {kind} job trains no kernel adapters: leave target_kernels empty")
     params = validate_hyperparameters(hyperparameters or {})
@@ -114,6 +121,15 @@ def queue_job(
         publish_on_commit("jobs", job.status_message())
         dispatch()
     return job
+
+
+def routed_kernels(dataset_ids: list[int]) -> list[int]:
+    """The union of the uploads' routed kernels (an upload still waiting for the coordizer
+    routes to none yet)."""
+    from uploads.models import KnowledgeFile
+
+    routed = KnowledgeFile.objects.filter(pk__in=dataset_ids).values_list("routed", flat=True)
+    return sorted({int(r["kernel"]) for rows in routed for r in rows or []})
 
 
 def control_job(job: FineTuneJob, verb: str) -> FineTuneJob:

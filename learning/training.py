@@ -25,9 +25,11 @@ import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from torch import nn
 
 from constellation.engine import (
     Adapter,
+    Callback,
     Coordizer,
     CoordizerConfig,
     CorpusConfig,
@@ -48,15 +50,17 @@ from constellation.engine import (
 from constellation.engine.data import Example
 from constellation.models import Kernel, KernelStatus
 from constellation.services import ensure_kernels
+from dashboard import kernels as kernel_telemetry
 from dashboard.services import publish_on_commit
 from learning import artifacts
 from learning.models import FineTuneJob, JobKind, JobMetric, LearningEvent, LearningEventKind
 from learning.recorder import JobRecorder, RunInfo
 from learning.services import event_message, validate_hyperparameters
 from qigcenter.errors import DomainError
+from uploads import services as uploads
+from uploads.extract import record_text
 
 EVAL_WINDOWS = 16  # windows of an adapter's data measured before and after it learns it
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 
 
 class InvalidJob(Exception):
@@ -68,27 +72,64 @@ class Outcome:
     status: str  # completed | paused (by a guard) | stopped (admin, or the lease was lost)
     reason: str = ""
     record: Callable[[FineTuneJob], None] | None = None  # runs in the transaction that ends it
+    summary: dict[str, Any] | None = None  # a completed job's learning event data
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Which process of a data-parallel run this is (learning/ddp.py). Rank 0 is the only one
+    that writes: checkpoints, metric history, events, models on disk, kernel rows."""
+
+    rank: int = 0
+    world: int = 1
+    device: str = ""  # this rank's device (the run's device string names them all)
+    callbacks: tuple[Callback, ...] = ()  # the rank synchronisation, last in every trainer
+    wrap: Callable[[nn.Module], nn.Module] | None = None  # DistributedDataParallel
+    guard: Callable[[Callback], Callback] | None = None  # rank 0: notes the guards' actions
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
+
+
+SOLO = Rank()
+
+
+def total_steps(job: FineTuneJob, hp: dict[str, Any]) -> int:
+    if job.kind == JobKind.COORDIZER:
+        return 1
+    return int(hp["steps"]) * (len(job.target_kernels) if job.kind == JobKind.ADAPTER else 1)
+
+
+def job_hyperparameters(job: FineTuneJob) -> dict[str, Any]:
+    try:
+        return validate_hyperparameters(job.hyperparameters)
+    except DomainError as exc:
+        raise InvalidJob(exc.detail) from exc
 
 
 def train(job_id: int, lease: str, device: str, should_stop: Callable[[], str | None]) -> Outcome:
     job = FineTuneJob.objects.get(pk=job_id)
-    try:
-        hp = validate_hyperparameters(job.hyperparameters)
-    except DomainError as exc:
-        raise InvalidJob(exc.detail) from exc
-    if hp["gpus"] > 1:
-        raise InvalidJob("multi-GPU jobs (gpus > 1, torchrun) are not supported yet")
-    _set_threads()
-    total = hp["steps"] * (len(job.target_kernels) if job.kind == JobKind.ADAPTER else 1)
-    if job.kind == JobKind.COORDIZER:
-        total = 1
+    hp = job_hyperparameters(job)
+    total = total_steps(job, hp)
     FineTuneJob.objects.filter(pk=job_id, lease=lease).update(total_steps=total)
     run = RunInfo(job_id, lease, job.kind, device, total, should_stop)
+    if hp["gpus"] > 1 and job.kind != JobKind.COORDIZER:
+        from learning import ddp  # torchrun: one process per GPU (or gloo ranks on the CPU)
+
+        return ddp.launch(job, hp, run)
+    _set_threads()
+    return train_rank(job, hp, run, SOLO)
+
+
+def train_rank(job: FineTuneJob, hp: dict[str, Any], run: RunInfo, rank: Rank) -> Outcome:
+    """Train a job in this process: the whole run, or one rank of a data-parallel run."""
     if job.kind == JobKind.COORDIZER:
         return _coordizer(job, hp, run)
     if job.kind == JobKind.PRETRAIN:
-        return _pretrain(job, hp, run)
-    return _adapter(job, hp, run)
+        return _pretrain(job, hp, run, rank)
+    return _adapter(job, hp, run, rank)
 
 
 def _set_threads() -> None:
@@ -130,25 +171,14 @@ def bootstrap_corpus() -> list[str]:
 
 
 def dataset_examples(job: FineTuneJob) -> list[Example]:
-    """Training examples from the job's knowledge files: JSONL records or whole text files."""
+    """Training examples from the job's uploads: the records extracted when each was uploaded
+    ({"text"}, {"prompt", "completion"} or {"messages"}; docs/uploads.md)."""
     examples: list[Example] = []
-    for knowledge in job.datasets.all():
-        path = Path(knowledge.file.path)
-        name = knowledge.original_name
-        if not path.is_file():
-            raise InvalidJob(f"dataset {knowledge.pk} ({name}): its file is missing")
-        if path.suffix == ".jsonl":
-            try:
-                examples += read_jsonl(path)
-            except ValueError as exc:
-                raise InvalidJob(f"dataset {knowledge.pk} ({name}): {exc}") from exc
-        elif path.suffix in TEXT_SUFFIXES:
-            examples.append(path.read_text(encoding="utf-8", errors="replace"))
-        else:
-            raise InvalidJob(
-                f"dataset {knowledge.pk} ({name}): {path.suffix or 'this'} files are not "
-                "trainable yet (text, markdown or JSONL)"
-            )
+    for knowledge in job.datasets.order_by("pk"):
+        try:
+            examples += uploads.records_of(knowledge)
+        except ValueError as exc:
+            raise InvalidJob(f"dataset {exc}") from exc
     return examples
 
 
@@ -165,19 +195,45 @@ def _coordizer_or_fail() -> Coordizer:
     return Coordizer.load(artifacts.coordizer_dir())
 
 
-def _trainer(trunk: Trunk, cfg: TrainConfig, stream: TokenStream, **kwargs: Any) -> Trainer:
+def _trainer(
+    trunk: Trunk,
+    cfg: TrainConfig,
+    stream: TokenStream,
+    rank: Rank,
+    recorder: JobRecorder,
+    checkpoint_dir: Path,
+    **kwargs: Any,
+) -> Trainer:
+    """The engine's trainer for this rank: rank 0 records, guards and writes checkpoints; every
+    rank takes its shard of the data and the synchronisation callback (learning/ddp.py)."""
+    callbacks: list[Callback] = list(rank.callbacks)
+    if rank.writes:
+        guards = [rank.guard(g) if rank.guard else g for g in default_guards()]
+        callbacks = [recorder, *guards, *callbacks]
     try:
-        return Trainer(trunk, cfg, stream, **kwargs)
+        return Trainer(
+            trunk,
+            cfg,
+            stream,
+            callbacks=callbacks,
+            checkpoint_dir=checkpoint_dir if rank.writes else None,
+            shard=(rank.rank, rank.world),
+            wrap=rank.wrap,
+            **kwargs,
+        )
     except ValueError as exc:  # e.g. fewer tokens than one window of seq_len
         raise InvalidJob(str(exc)) from exc
 
 
-def _resume(trainer: Trainer, recorder: JobRecorder, directory: Path) -> None:
+def _resume(trainer: Trainer, recorder: JobRecorder, directory: Path, rank: Rank = SOLO) -> None:
     """Continue from the newest checkpoint, and forget the history after it: those steps are
-    trained again, so each step appears once in the job's history."""
+    trained again, so each step appears once in the job's history. (Every rank of a
+    data-parallel run loads the checkpoint; rank 0 alone rewrites the history.)"""
     checkpoint = latest_checkpoint(directory) if directory.is_dir() else None
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
+    if not rank.writes:
+        return
     start = recorder.job_step(trainer.step)
     run = recorder.run
     with transaction.atomic():
@@ -196,6 +252,13 @@ def _resume(trainer: Trainer, recorder: JobRecorder, directory: Path) -> None:
                 data={"step": start, "checkpoint": str(checkpoint)},
             )
             publish_on_commit("learning", event_message(event))
+
+
+def completed(job: FineTuneJob, summary: dict[str, Any], message: str) -> Outcome:
+    """A completed run's outcome: its learning event is written when the job's status is."""
+    return Outcome(
+        "completed", record=_completion(job, summary, message), summary=summary, message=message
+    )
 
 
 def _completion(
@@ -232,7 +295,7 @@ def _stopped(trainer: Trainer, recorder: JobRecorder, reason: str) -> Outcome:
 
 # ---- coordizer --------------------------------------------------------------------------------
 def _coordizer(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
-    texts = [e if isinstance(e, str) else json.dumps(e) for e in dataset_examples(job)]
+    texts = [e if isinstance(e, str) else record_text(e) for e in dataset_examples(job)]
     texts = texts or bootstrap_corpus()
     if not texts:
         raise InvalidJob("no text to train a coordizer on")
@@ -246,17 +309,18 @@ def _coordizer(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
     FineTuneJob.objects.filter(pk=job.pk, lease=run.lease).update(
         step=1, checkpoint_path=str(artifacts.coordizer_dir())
     )
+    uploads.request_processing()  # uploads that waited for a coordizer (docs/uploads.md)
     summary = {
         "vocab_size": coordizer.vocab_size,
         "documents": len(texts),
         "bytes": sum(len(t.encode("utf-8")) for t in texts),
     }
     message = f"vocabulary of {coordizer.vocab_size} tokens from {len(texts)} documents"
-    return Outcome("completed", record=_completion(job, summary, message))
+    return completed(job, summary, message)
 
 
 # ---- pretrain ---------------------------------------------------------------------------------
-def _pretrain(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
+def _pretrain(job: FineTuneJob, hp: dict[str, Any], run: RunInfo, rank: Rank = SOLO) -> Outcome:
     coordizer = _coordizer_or_fail()
     cfg = trunk_preset(hp["preset"], vocab_size=coordizer.vocab_size)
     if hp["seq_len"] > cfg.max_seq_len:
@@ -272,18 +336,14 @@ def _pretrain(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
         current = load_trunk(artifacts.trunk_dir())
         if current.cfg == cfg:  # a later pretrain job continues from the current trunk
             trunk.load_state_dict(current.state_dict())
-    trunk = trunk.to(run.device)
+    trunk = trunk.to(rank.device or run.device)
     recorder = JobRecorder(run)
-    trainer = _trainer(
-        trunk,
-        train_config("pretrain", hp),
-        stream,
-        callbacks=[recorder, *default_guards()],
-        checkpoint_dir=directory,
-    )
+    trainer = _trainer(trunk, train_config("pretrain", hp), stream, rank, recorder, directory)
     recorder.on_checkpoint = _export_trunk(job.pk)
-    _resume(trainer, recorder, directory)
+    _resume(trainer, recorder, directory, rank)
     result = trainer.fit()
+    if not rank.writes:
+        return Outcome("stopped" if result.status != "completed" else "completed", result.reason)
     recorder.flush(trainer, checkpoint=result.checkpoint)
     if recorder.lost:
         return Outcome("stopped", "another runner took the job over")
@@ -293,7 +353,7 @@ def _pretrain(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
     summary = _loss_summary(trainer)
     loss = f"{summary['loss_before']:.3f} → {summary['loss_after']:.3f}"
     message = f"loss {loss} in {trainer.step} steps"
-    return Outcome("completed", record=_completion(job, summary, message))
+    return completed(job, summary, message)
 
 
 def _export_trunk(job_id: int) -> Callable[[Trainer], None]:
@@ -304,11 +364,11 @@ def _export_trunk(job_id: int) -> Callable[[Trainer], None]:
 
 
 # ---- adapter ----------------------------------------------------------------------------------
-def _adapter(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
+def _adapter(job: FineTuneJob, hp: dict[str, Any], run: RunInfo, rank: Rank = SOLO) -> Outcome:
     coordizer = _coordizer_or_fail()
     if not artifacts.has_trunk():
         raise InvalidJob("there is no trunk yet: run a pretrain job first")
-    trunk = load_trunk(artifacts.trunk_dir(), device=run.device)
+    trunk = load_trunk(artifacts.trunk_dir(), device=rank.device or run.device)
     if trunk.cfg.vocab_size < coordizer.vocab_size:
         raise InvalidJob("the trunk was trained with another coordizer: pretrain it again")
     examples = dataset_examples(job)
@@ -316,18 +376,24 @@ def _adapter(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
         raise InvalidJob("an adapter job needs datasets to learn from")
     stream = token_stream(examples, coordizer)
     data_basin = coordizer.basin_of_ids(stream.ids.tolist())
-    ensure_kernels()
+    if rank.writes:
+        ensure_kernels()
     kernels: list[dict[str, Any]] = []
     for position, index in enumerate(job.target_kernels):
         done = artifacts.job_checkpoint_dir(job.pk) / f"kernel-{index}" / "done.json"
         if done.is_file():
             kernels.append(json.loads(done.read_text()))
             continue
-        outcome, summary = _train_kernel(job, hp, run, trunk, stream, data_basin, position, index)
+        outcome, summary = _train_kernel(
+            job, hp, run, trunk, stream, data_basin, position, index, rank
+        )
         if outcome is not None:
             return outcome
-        done.write_text(json.dumps(summary))
+        if rank.writes:
+            done.write_text(json.dumps(summary))
         kernels.append(summary)
+    if not rank.writes:
+        return Outcome("completed")
     summary = {
         "kernels": kernels,
         "loss_before": fmean(k["loss_before"] for k in kernels),
@@ -339,7 +405,7 @@ def _adapter(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
         f"kernel(s) {', '.join(str(k['kernel']) for k in kernels)} active; held-in loss "
         f"{summary['loss_before']:.3f} → {summary['loss_after']:.3f}"
     )
-    return Outcome("completed", record=_completion(job, summary, message))
+    return completed(job, summary, message)
 
 
 def _train_kernel(
@@ -351,34 +417,44 @@ def _train_kernel(
     data_basin: np.ndarray,
     position: int,
     index: int,
+    rank: Rank = SOLO,
 ) -> tuple[Outcome | None, dict[str, Any]]:
     directory = artifacts.job_checkpoint_dir(job.pk) / f"kernel-{index}"
     kernel = Kernel.objects.get(index=index)
     torch.manual_seed(hp["seed"])
-    adapter = Adapter(trunk.cfg, LoRAConfig(rank=hp["lora_rank"])).to(run.device)
+    adapter = Adapter(trunk.cfg, LoRAConfig(rank=hp["lora_rank"])).to(rank.device or run.device)
     recorder = JobRecorder(run, offset=position * hp["steps"], kernel=index)
     trainer = _trainer(
         trunk,
         train_config("adapter", hp),
         stream,
+        rank,
+        recorder,
+        directory / "checkpoints",
         adapter=adapter,
         kernel=index,
-        callbacks=[recorder, *default_guards()],
-        checkpoint_dir=directory / "checkpoints",
         anchor=np.asarray(kernel.anchor, dtype=np.float64),
         data_basin=data_basin,
     )
     before_file = directory / "before.json"
-    if not before_file.is_file():  # measured once, before the first step of the first run
+    if rank.writes and not before_file.is_file():  # measured once, before the first step
         directory.mkdir(parents=True, exist_ok=True)
         before_file.write_text(json.dumps({"loss": trainer.evaluate(stream, EVAL_WINDOWS)}))
-    _resume(trainer, recorder, directory / "checkpoints")
+    _resume(trainer, recorder, directory / "checkpoints", rank)
+    if not rank.writes:
+        result = trainer.fit()
+        done = result.status == "completed"
+        return (None if done else Outcome("stopped", result.reason)), {"kernel": index}
     previous = KernelStatus.ACTIVE if kernel.adapter_path else KernelStatus.STANDBY
     Kernel.objects.filter(pk=kernel.pk).update(status=KernelStatus.LEARNING)
+    kernel_telemetry.publish_status(index, KernelStatus.LEARNING)
     try:
         result = trainer.fit()
     finally:
-        Kernel.objects.filter(pk=kernel.pk, status=KernelStatus.LEARNING).update(status=previous)
+        if Kernel.objects.filter(pk=kernel.pk, status=KernelStatus.LEARNING).update(
+            status=previous
+        ):
+            kernel_telemetry.publish_status(index, previous)
     recorder.flush(trainer, checkpoint=result.checkpoint)
     if recorder.lost:
         return Outcome("stopped", "another runner took the job over"), {}
@@ -405,14 +481,12 @@ def _train_kernel(
         kernel.save()
         publish_on_commit(
             "kernels",
-            {
-                "kind": "kernel.trained",
-                "index": index,
-                "status": kernel.status,
-                "adapter_path": kernel.adapter_path,
-                "adapter_version": version.name,
-                "anchor_distance": update.distance,
-                "job": job.pk,
-            },
+            kernel_telemetry.trained_message(
+                kernel,
+                adapter_path=kernel.adapter_path,
+                adapter_version=version.name,
+                anchor_distance=update.distance,
+                job=job.pk,
+            ),
         )
     return None, summary

@@ -86,6 +86,20 @@ class TrainResult:
     checkpoint: str | None = None
 
 
+class LossForward(nn.Module):
+    """(loss, final hidden states) of a batch through the trunk (and the kernel's adapter): the
+    module a data-parallel wrapper wraps."""
+
+    def __init__(self, trunk: Trunk, adapter: Adapter | None, route: LoRARoute | None) -> None:
+        super().__init__()
+        self.trunk, self.adapter, self.route = trunk, adapter, route
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.trunk(x, targets=y, route=self.route)
+        assert out.loss is not None
+        return out.loss, out.hidden
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to lr · min_lr_ratio. `step` counts from 0."""
     if step < cfg.warmup_steps:
@@ -111,7 +125,13 @@ class Trainer:
         metrics: MetricsConfig | None = None,
         anchor: Array | None = None,
         data_basin: Array | None = None,
+        shard: tuple[int, int] = (0, 1),
+        wrap: Callable[[nn.Module], nn.Module] | None = None,
     ) -> None:
+        """`shard` = (rank, world size) of a data-parallel run: step s of rank r trains on batch
+        s · world + r, so the ranks see disjoint data and the cursor stays the step. `wrap`
+        wraps the module that computes (loss, hidden) from a batch, e.g. in
+        `DistributedDataParallel`, so gradients are averaged over the ranks (learning/ddp.py)."""
         cfg = config
         if cfg.mode == "adapter" and adapter is None:
             raise ValueError("adapter: adapter mode needs the kernel's Adapter to train")
@@ -128,6 +148,12 @@ class Trainer:
         trunk.requires_grad_(cfg.mode == "pretrain")
         self.module.requires_grad_(True)
         self.route = LoRARoute(adapter=adapter) if adapter is not None else None
+        self.rank, self.world_size = shard
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"shard: rank {self.rank} outside world size {self.world_size}")
+        self.forward_module: nn.Module | None = (
+            wrap(LossForward(trunk, adapter, self.route)) if wrap is not None else None
+        )
         params = [p for _, p in self.trainable_parameters()]
         self.optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
         self.step = 0  # optimiser steps done = batches consumed (the data cursor)
@@ -183,24 +209,30 @@ class Trainer:
         lr = lr_at(cfg, self.step) * self.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        x, y = self.batches.batch(self.step)  # (B, T), (B, T)
-        out = self.trunk(x.to(self.trunk.device), targets=y.to(self.trunk.device), route=self.route)
-        assert out.loss is not None
+        x, y = self.batches.batch(self.step * self.world_size + self.rank)  # (B, T), (B, T)
+        x, y = x.to(self.trunk.device), y.to(self.trunk.device)
+        if self.forward_module is not None:
+            out_loss, hidden = self.forward_module(x, y)
+        else:
+            out = self.trunk(x, targets=y, route=self.route)
+            assert out.loss is not None
+            out_loss, hidden = out.loss, out.hidden
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        out_loss.backward()
         params = [p for _, p in self.trainable_parameters()]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
         self.optimizer.step()
         self.step += 1
-        loss = float(out.loss.detach())
+        loss = float(out_loss.detach())
         self.losses.append(loss)
         reading = None
         if self.step % cfg.metrics_every == 0:
-            reading = measure(out.hidden.detach(), self.metrics)
+            reading = measure(hidden.detach(), self.metrics)
             self.last_reading = reading
             self.readings.append({"step": self.step, "loss": loss, **reading.as_dict()})
         dt = time.perf_counter() - t0
-        info = StepInfo(self.step, loss, lr, grad_norm, x.numel() / dt, reading, self.last_reading)
+        tokens_per_s = x.numel() * self.world_size / dt  # every rank's batch
+        info = StepInfo(self.step, loss, lr, grad_norm, tokens_per_s, reading, self.last_reading)
         actions: list[Action] = []
         for cb in self.callbacks:
             actions += cb.on_step_end(self, info)
@@ -292,8 +324,10 @@ class Trainer:
             raise ValueError(f"checkpoint: mode {state['mode']} ≠ trainer mode {self.config.mode}")
         weights = load_file(str(p / "weights.safetensors"), device=str(self.trunk.device))
         self.module.load_state_dict(weights, strict=False)
-        self.optimizer.load_state_dict(torch.load(p / "optimizer.pt", weights_only=False))
-        rng = torch.load(p / "rng.pt", weights_only=False)
+        # map_location: a checkpoint written on a GPU resumes on another device or the CPU.
+        optimizer = torch.load(p / "optimizer.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(optimizer)
+        rng = torch.load(p / "rng.pt", map_location="cpu", weights_only=False)
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])

@@ -98,3 +98,34 @@ def test_it_orders_the_queue_by_priority_then_age(admin_api: APIClient) -> None:
     later_low = _queue(admin_api, priority=0).json()["id"]
     order = [j["id"] for j in admin_api.get("/api/v1/jobs/").json()["results"]]
     assert order == [high, low, later_low]
+
+
+def test_it_stores_every_default_on_the_job(admin_api: APIClient) -> None:
+    job = _queue(admin_api, kind="coordizer").json()
+    assert job["hyperparameters"] == {
+        **{"steps": 500, "batch_size": 8, "seq_len": 128, "learning_rate": 3e-4},
+        **{"lora_rank": 8, "gpus": 1, "phi_every": 10, "seed": 0, "vocab_size": 8000},
+        **{"optimizer": "diagonal_fisher", "preset": "tiny"},
+    }
+    assert FineTuneJob.objects.get(pk=job["id"]).hyperparameters == job["hyperparameters"]
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "message"),
+    [
+        ({"gpus": 0}, "gpus=0 is outside"),
+        ({"gpus": 1.5}, "gpus must be an integer"),
+        ({"gpus": True}, "gpus must be a number"),
+        ({"gpus": "2"}, "gpus must be a number"),
+        ({"seq_len": 4}, "seq_len=4 is outside"),
+        ({"preset": "huge"}, "preset must be one of"),
+    ],
+)
+def test_it_validates_gpus_and_the_rest(admin_api: APIClient, hyperparameters, message) -> None:
+    response = _queue(admin_api, hyperparameters=hyperparameters)
+    assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_it_accepts_a_multi_gpu_job(admin_api: APIClient) -> None:
+    job = _queue(admin_api, hyperparameters={"gpus": 2}).json()
+    assert job["hyperparameters"]["gpus"] == 2

@@ -296,3 +296,44 @@ def test_it_serves_the_metric_history(admin_api, with_coordizer: Path) -> None:
     assert set(rows[0]) >= {"loss", "lr", "grad_norm", "tokens_per_s", "phi", "kappa"}
     listed = admin_api.get(f"/api/v1/jobs/{job.pk}/").json()
     assert listed["step"] == 12 and listed["total_steps"] == 12 and listed["runs"] == 1
+
+
+def test_it_requeues_a_job_whose_device_fails_onto_another_device(settings, with_coordizer) -> None:
+    """A real device failure: `cuda:7` cannot be used here (no such GPU, or no CUDA at all). The
+    job goes back to the queue with that device excluded and then trains on the CPU."""
+    settings.TRAIN_DEVICE = "cuda:7,cpu"
+    job = _queue(hyperparameters={"steps": 12})
+    assert runner.run_next_job(WORKER) == job.pk
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.excluded_devices == ["cuda:7"]
+    assert job.status_reason.startswith("requeued: device cuda:7 failed")
+    assert job.lease == "" and "cuda" in job.error.lower()
+    (event,) = LearningEvent.objects.filter(job=job, message__contains="device cuda:7 failed")
+    assert event.data["device"] == "cuda:7" and event.data["excluded_devices"] == ["cuda:7"]
+
+    assert runner.run_next_job(WORKER) == job.pk  # the next claim: the CPU
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.device == "cpu" and job.runs == 2 and job.error == ""
+    assert list(job.metric_history.values_list("step", flat=True)) == list(range(1, 13))
+
+
+def test_it_fails_a_job_every_device_failed(settings, with_coordizer) -> None:
+    settings.TRAIN_DEVICE = "cuda:7"
+    job = _queue(hyperparameters={"steps": 5})
+    runner.run_next_job(WORKER)
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.excluded_devices == ["cuda:7"]
+    assert runner.run_next_job(WORKER) is None  # nothing left to run it on
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.status_reason == "no usable device"
+    assert "every device here failed this job (cuda:7)" in job.error
+
+
+def test_it_refuses_a_multi_gpu_job_on_the_cpu_unless_allowed(settings, with_coordizer) -> None:
+    settings.DDP_ON_CPU = False
+    job = _queue(hyperparameters={"steps": 5, "gpus": 2})
+    assert runner.run_next_job(WORKER) == job.pk
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_kind == "invalid"
+    assert "QIG_DDP_ON_CPU" in job.error

@@ -1,8 +1,14 @@
-/** Knowledge & training (being built: the upload panel and the fine-tuning queue). */
+import { QueuePanel } from '../jobs/QueuePanel';
+import { UploadPanel } from './UploadPanel';
+import './uploads.css';
+
+/** Knowledge & training: upload knowledge for the kernels, and watch (or, as admin, steer) the queue. */
 export function KnowledgePage() {
   return (
-    <section aria-labelledby="knowledge-title">
+    <section className="knowledge" aria-labelledby="knowledge-title">
       <h1 id="knowledge-title">Knowledge &amp; training</h1>
+      <UploadPanel />
+      <QueuePanel />
     </section>
   );
 }

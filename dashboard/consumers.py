@@ -5,18 +5,32 @@ subscribed to ``system``; it may send ``{"type": "subscribe", "topics": [...]}``
 ``{"type": "unsubscribe", "topics": [...]}``. The server sends ``hello``, ``subscribed``, a
 ``heartbeat`` every second (server time, connected clients of this web process) and ``event``
 messages for each topic it subscribed to.
+
+Right after a subscribe, each topic asked for (except ``system``) gets ONE ``<topic>.history``
+event (``dashboard.histories``), then its live events: the consumer joins the topic's group
+first and builds the history after, so nothing published in between is missed (an event may
+appear both in the history and live; clients dedupe by id). Histories are built in a worker
+thread; subscribers joining at the same moment share one build started after they joined.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
+import weakref
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import connections
 from django.utils import timezone
 
+from dashboard import histories
 from dashboard.services import TOPICS, group_name
+
+log = logging.getLogger(__name__)
 
 UNAUTHORIZED = 4401
 HEARTBEAT_S = 1.0
@@ -27,6 +41,55 @@ class _Clients:
     """Connections open on this web process (what the heartbeat reports as ``clients``)."""
 
     count = 0
+
+
+def _build_and_close(topic: str) -> dict[str, Any] | None:
+    """Build in a pool thread, then close that thread's database connection (the pool's threads
+    outlive the build; an idle connection per thread would be left open otherwise)."""
+    try:
+        return histories.build(topic)
+    finally:
+        connections.close_all()
+
+
+class _LayerCalls:
+    """At most ``LIMIT`` group_add/group_discard calls in flight per event loop.
+
+    channels-redis takes a pooled Redis connection per call and the pool does not wait when it is
+    exhausted (redis-py raises "Too many connections" past 100): 100 browsers subscribing to 8
+    topics at the same moment would otherwise crash consumers in services mode."""
+
+    LIMIT = 32
+    semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def limit(cls) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = cls.semaphores.get(loop)
+        if semaphore is None:
+            semaphore = cls.semaphores[loop] = asyncio.Semaphore(cls.LIMIT)
+        return semaphore
+
+
+class _History:
+    """One history build per topic at a time, shared by the subscribers that joined before it
+    started (a build started earlier might miss an event they will not get live either)."""
+
+    builds: dict[str, tuple[float, asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+
+    @classmethod
+    async def get(cls, topic: str, joined_at: float) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        latest = cls.builds.get(topic)
+        if latest is not None and latest[0] >= joined_at and latest[1] is loop:
+            return await asyncio.shield(latest[2])
+        started = time.monotonic()
+        build = database_sync_to_async(_build_and_close, thread_sensitive=False)
+        future = asyncio.ensure_future(build(topic))
+        cls.builds[topic] = (started, loop, future)
+        return await asyncio.shield(future)
 
 
 class TelemetryConsumer(AsyncJsonWebsocketConsumer):
@@ -58,7 +121,8 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
             await self._heartbeat
         _Clients.count -= 1
         for topic in list(self.topics):
-            await self.channel_layer.group_discard(group_name(topic), self.channel_name)
+            async with _LayerCalls.limit():
+                await self.channel_layer.group_discard(group_name(topic), self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or content.get("type") not in ("subscribe", "unsubscribe"):
@@ -81,10 +145,15 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
             return
         if content["type"] == "subscribe":
             await self._join(topics)
-        else:
-            for topic in topics:
-                if topic in self.topics:
-                    self.topics.discard(topic)
+            joined_at = time.monotonic()
+            await self.send_json({"type": "subscribed", "topics": sorted(self.topics)})
+            for topic in dict.fromkeys(topics):  # each once, in the order asked
+                await self._send_history(topic, joined_at)
+            return
+        for topic in topics:
+            if topic in self.topics:
+                self.topics.discard(topic)
+                async with _LayerCalls.limit():
                     await self.channel_layer.group_discard(group_name(topic), self.channel_name)
         await self.send_json({"type": "subscribed", "topics": sorted(self.topics)})
 
@@ -92,7 +161,20 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
         for topic in topics:
             if topic not in self.topics:
                 self.topics.add(topic)
-                await self.channel_layer.group_add(group_name(topic), self.channel_name)
+                async with _LayerCalls.limit():
+                    await self.channel_layer.group_add(group_name(topic), self.channel_name)
+
+    async def _send_history(self, topic: str, joined_at: float) -> None:
+        try:
+            payload = await _History.get(topic, joined_at)
+        except Exception as exc:
+            log.exception("could not build the %s history", topic)
+            await self.send_json(
+                {"type": "error", "detail": f"could not build the {topic} history: {exc}"}
+            )
+            return
+        if payload is not None:
+            await self.send_json({"type": "event", "topic": topic, "payload": payload})
 
     async def _beat(self) -> None:
         while True:
@@ -105,8 +187,21 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
             )
             await asyncio.sleep(HEARTBEAT_S)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Live events go straight out. Channels' own dispatch first runs close_old_connections in
+        a worker thread before every handler: a thread hop per event per subscriber, which made
+        the fan-out to 100 clients slow, for a handler that never touches the database."""
+        if message.get("type") == "telemetry.event":
+            await self.telemetry_event(message)
+            return
+        await super().dispatch(message)
+
     async def telemetry_event(self, message: dict[str, Any]) -> None:
-        """Handler for ``telemetry.event`` messages sent to a group this consumer joined."""
-        await self.send_json(
-            {"type": "event", "topic": message["topic"], "payload": message["payload"]}
-        )
+        """Handler for ``telemetry.event`` messages sent to a group this consumer joined (the
+        frame comes encoded: ``dashboard.services.event_message``)."""
+        if "text" in message:
+            await self.send(text_data=message["text"])
+        else:
+            await self.send_json(
+                {"type": "event", "topic": message["topic"], "payload": message["payload"]}
+            )

@@ -30,6 +30,7 @@ THREADS = 4
 QUEUES = ["gpu", "default"]
 
 _web_loop: asyncio.AbstractEventLoop | None = None
+_controller: Any = None
 _started = threading.Event()
 _lock = threading.Lock()
 
@@ -60,23 +61,41 @@ def _run_worker() -> None:
         without_gossip=True,
         optimization="fair",
     )
+    global _controller
+    _controller = controller
     log.info("embedded worker: %d threads consuming %s", THREADS, ", ".join(QUEUES))
     controller.start()
 
 
-def _stop_work_with_the_server() -> None:
-    """When daphne's reactor stops (SIGTERM, Ctrl-C), tell running jobs to hand back.
+def _stop_worker() -> None:
+    """Warm shutdown of the embedded worker: stop consuming, wait for running tasks (a training
+    job hands back at its next step, see `lifecycle`)."""
+    if _controller is not None:
+        _controller.stop()
 
-    The worker's pool threads are not daemons, so the interpreter waits for their task before
-    exiting: the task must end promptly, with a checkpoint, instead of running to completion.
+
+def _stop_work_with_the_server() -> None:
+    """When daphne's reactor stops (SIGTERM, Ctrl-C), tell running jobs to hand back and stop
+    the worker before the reactor does.
+
+    The task must end promptly, with a checkpoint, instead of running to completion. The worker
+    stops in a thread while the reactor still runs, because a job handing back publishes its
+    new status through the web server's event loop; the reactor waits for that thread (the
+    trigger returns a Deferred). Stopping the worker first also keeps its consumer from taking
+    a task after the interpreter has begun to exit.
     """
     if "twisted.internet.reactor" not in sys.modules:
         return  # not under daphne (e.g. a test that starts the worker in-process)
     from twisted.internet import reactor
+    from twisted.internet.threads import deferToThread
+
+    def stop() -> Any:
+        lifecycle.begin_shutdown("the web server is stopping")
+        return deferToThread(_stop_worker)
 
     # Typed loosely: the zope interface stub declares the method without `self`.
     add_trigger: Any = reactor.addSystemEventTrigger
-    add_trigger("before", "shutdown", lifecycle.begin_shutdown, "the web server is stopping")
+    add_trigger("before", "shutdown", stop)
 
 
 def start() -> None:
@@ -100,3 +119,8 @@ def start() -> None:
         app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
     )
     beat.start()
+    # The telemetry sampler (`gpu` topic) runs here, where the GPUs are; it stops with
+    # lifecycle.shutting_down (set when daphne stops) and is a daemon thread.
+    from dashboard.sampler import start_sampler
+
+    start_sampler()

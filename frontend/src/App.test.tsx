@@ -20,6 +20,11 @@ function renderApp(url: string) {
   );
 }
 
+/** The dashboard's queue panel asks for the job list. */
+const NO_JOBS = {
+  'GET /api/v1/jobs/': () => json(200, { count: 0, next: null, previous: null, results: [] }),
+};
+
 beforeEach(() => {
   vi.stubGlobal('WebSocket', FakeWebSocket);
 });
@@ -33,10 +38,26 @@ describe('App routing', () => {
     expect(FakeWebSocket.instances).toHaveLength(0);
   });
 
-  it('shows the shell with admin and API links to a staff user', async () => {
-    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN) });
+  it('shows the dashboard with admin and API links to a staff user', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN), ...NO_JOBS });
     renderApp('/');
     expect(await screen.findByRole('heading', { name: 'Welcome, admin' })).toBeInTheDocument();
+    for (const panel of [
+      'Avatar',
+      'Consciousness',
+      'Kernels',
+      'GPU fleet',
+      'Fine-tuning queue',
+      'Learning log',
+      'Learning',
+      'Chat',
+      'Knowledge',
+      'Federation',
+    ]) {
+      expect(screen.getByRole('heading', { name: panel, level: 2 })).toBeInTheDocument();
+    }
+    expect(screen.getByRole('link', { name: 'Open chat' })).toHaveAttribute('href', '/chat');
+    expect(screen.getByRole('link', { name: 'Upload knowledge' })).toHaveAttribute('href', '/knowledge');
     expect(screen.getByRole('link', { name: 'Django admin' })).toHaveAttribute('href', '/admin/');
     expect(screen.getByRole('link', { name: 'API documentation' })).toHaveAttribute(
       'href',
@@ -45,8 +66,21 @@ describe('App routing', () => {
     expect(FakeWebSocket.instances.length).toBeGreaterThan(0);
   });
 
+  it('asks for every dashboard topic in the one subscribe sent when the socket opens', async () => {
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN), ...NO_JOBS });
+    renderApp('/');
+    await screen.findByRole('heading', { name: 'Welcome, admin' });
+    await waitFor(() => expect(FakeWebSocket.instances).toHaveLength(1));
+    act(() => FakeWebSocket.latest().acceptConnection());
+    expect(FakeWebSocket.latest().sent).toHaveLength(1);
+    const [subscribe] = FakeWebSocket.latest().sent as { topics: string[] }[];
+    expect([...subscribe!.topics].sort()).toEqual(
+      ['consciousness', 'federation', 'gpu', 'interactions', 'jobs', 'kernels', 'learning', 'system'].sort(),
+    );
+  });
+
   it('offers no admin link to a user who is not staff', async () => {
-    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ANALYST) });
+    stubServer({ 'GET /api/v1/auth/me/': () => json(200, ANALYST), ...NO_JOBS });
     renderApp('/');
     expect(await screen.findByRole('heading', { name: 'Welcome, ada' })).toBeInTheDocument();
     expect(screen.queryByRole('link', { name: 'Django admin' })).toBeNull();

@@ -1,42 +1,54 @@
 import { useSignedInUser } from '../auth/useAuth';
+import { AvatarPanel } from '../avatar/Avatar';
+import { ConsciousnessPanel } from '../consciousness/ConsciousnessPanel';
+import { FederationPanel } from '../federation/FederationPanel';
+import { GpuFleetPanel } from '../gpu/GpuFleetPanel';
+import { QueuePanel } from '../jobs/QueuePanel';
+import { KernelGrid } from '../kernels/KernelGrid';
+import { LearningLogPanel } from '../learning-log/LearningLogPanel';
+import { LearningStatsPanel } from '../learning-stats/LearningStatsPanel';
+import { ChatCard } from './ChatCard';
+import { KnowledgeCard } from './KnowledgeCard';
+import { Panel } from './Panel';
+import './dashboard.css';
 
-/** Panels the dashboard will grow, in the order they are planned; none is live yet. */
-const UPCOMING_PANELS = [
-  { name: 'Kernels', what: 'the 240-kernel grid, each kernel’s status, anchor and role' },
-  { name: 'Jobs', what: 'fine-tuning and pretraining jobs with progress, Φ and κ' },
-  { name: 'Uploads', what: 'knowledge files and the chunks made from them' },
-  { name: 'GPU fleet', what: 'devices, memory and utilisation as the workers measure them' },
-  { name: 'Chat', what: 'talk to the constellation and see which kernel answered' },
-];
-
+/**
+ * The control center's home: every panel subscribes to its own telemetry topic and keeps its own
+ * state, so a heartbeat or one topic's event re-renders only the panel that listens to it.
+ */
 export function DashboardPage() {
   const user = useSignedInUser();
   return (
-    <div className="home">
-      <section className="home__intro" aria-labelledby="home-title">
+    <div className="dash">
+      <div className="dash__intro">
         <h1 id="home-title">Welcome, {user.username}</h1>
-        <p>
-          This is the control center’s shell. The live indicator above shows the telemetry socket: the server
-          time and the client count come from the server’s heartbeat.
-        </p>
-      </section>
+        <p>Live state of the constellation: training, kernels, devices and what it learned.</p>
+      </div>
 
-      <div className="home__cards">
-        <section className="card" aria-labelledby="panels-title">
-          <h2 id="panels-title">Panels</h2>
-          <p className="muted">No panels yet: they arrive here as they are built.</p>
-          <ul className="panel-list">
-            {UPCOMING_PANELS.map((panel) => (
-              <li key={panel.name}>
-                <strong>{panel.name}</strong> — {panel.what}
-              </li>
-            ))}
-          </ul>
-        </section>
+      <div className="dash__row dash__row--top">
+        <AvatarPanel />
+        <ConsciousnessPanel />
+      </div>
 
-        <section className="card" aria-labelledby="links-title">
-          <h2 id="links-title">Elsewhere</h2>
-          <ul className="link-list">
+      <div className="dash__row dash__row--middle">
+        <KernelGrid />
+        <GpuFleetPanel />
+      </div>
+
+      <div className="dash__row dash__row--cards">
+        <div className="dash-queue">
+          <QueuePanel compact />
+        </div>
+        <LearningLogPanel />
+        <LearningStatsPanel />
+      </div>
+
+      <div className="dash__row dash__row--cards">
+        <ChatCard />
+        <KnowledgeCard />
+        <FederationPanel />
+        <Panel id="links" title="Elsewhere">
+          <ul className="dash-list">
             {user.is_staff && (
               <li>
                 <a href="/admin/">Django admin</a> — users, kernels, jobs and every other record
@@ -46,7 +58,7 @@ export function DashboardPage() {
               <a href="/api/v1/schema/swagger/">API documentation</a> — the REST API, from its OpenAPI schema
             </li>
           </ul>
-        </section>
+        </Panel>
       </div>
     </div>
   );

@@ -132,11 +132,15 @@ export class TelemetryConnection {
     if (socket && socket.readyState < WebSocket.CLOSING) socket.close(1000, 'client stopped');
   };
 
-  /** Asks the server for these topics now (if open) and again after every reconnect. */
+  /**
+   * Asks the server for these topics now (if open) and again after every reconnect. The server
+   * answers each topic asked for with its recent history, so a listener that arrives after the
+   * topic was first wanted (a panel mounted again) asks again and gets the history too.
+   */
   subscribe = (topics: readonly string[]): void => {
-    const before = this.wantedTopics.size;
+    if (topics.length === 0) return;
     topics.forEach((topic) => this.wantedTopics.add(topic));
-    if (this.wantedTopics.size !== before) this.sendSubscribe();
+    this.sendSubscribe(topics);
   };
 
   /** Calls `listener` for every event on `topic`; returns the function that removes it. */
@@ -230,10 +234,11 @@ export class TelemetryConnection {
     }, delay);
   }
 
-  private sendSubscribe(): void {
+  /** Sends a subscribe for `topics` (default: every wanted topic, as on each open). */
+  private sendSubscribe(topics: readonly string[] = [...this.wantedTopics]): void {
     const socket = this.socket;
-    if (!socket || socket.readyState !== WebSocket.OPEN || this.wantedTopics.size === 0) return;
-    socket.send(JSON.stringify({ type: 'subscribe', topics: [...this.wantedTopics] }));
+    if (!socket || socket.readyState !== WebSocket.OPEN || topics.length === 0) return;
+    socket.send(JSON.stringify({ type: 'subscribe', topics: [...new Set(topics)] }));
   }
 
   private armSilenceTimer(): void {

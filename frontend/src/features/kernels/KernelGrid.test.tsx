@@ -1,0 +1,110 @@
+import { screen, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { describe, expect, it } from 'vitest';
+import { renderLive } from '../dashboard/testing';
+import { KernelGrid, cellRadius } from './KernelGrid';
+import type { KernelInfo } from './types';
+
+const ROLES = ['HEART', 'PERCEPTION', 'MEMORY', 'ACTION', 'PREDICTION', 'ETHICS', 'META', 'INTEGRATION'];
+
+/** 240 kernels on 8 rings of 30, as the Petrie projection lays them out. */
+function kernels(): KernelInfo[] {
+  return Array.from({ length: 240 }, (_, index) => {
+    const ring = Math.floor(index / 30);
+    const angle = ((index % 30) / 30) * 2 * Math.PI;
+    const radius = 0.3 + 0.1 * ring;
+    return {
+      index,
+      role: ROLES[index % 8]!,
+      status: index === 5 ? 'active' : 'standby',
+      x: radius * Math.cos(angle),
+      y: radius * Math.sin(angle),
+      anchor_drift: index === 5 ? 0.0123 : 0,
+      phi: index === 5 ? 0.41 : null,
+      last_trained_at: null,
+      adapter_bytes: index === 5 ? 2 * 1024 * 1024 : 0,
+    };
+  });
+}
+
+function history(send: (topic: string, payload: unknown) => void) {
+  send('kernels', { kind: 'kernels.history', roles: ROLES, kernels: kernels() });
+}
+
+const cells = () => screen.getAllByTestId('kernel-cell');
+const cell = (index: number) => cells().find((c) => c.getAttribute('data-index') === String(index))!;
+
+describe('KernelGrid', () => {
+  it('loads, then draws the 240 kernels with their states counted', () => {
+    const { send } = renderLive(<KernelGrid />);
+    expect(screen.getByText('Loading the 240 kernels…')).toBeInTheDocument();
+    history(send);
+    expect(cells()).toHaveLength(240);
+    expect(screen.getByTestId('count-active')).toHaveTextContent('● 1 active');
+    expect(screen.getByTestId('count-standby')).toHaveTextContent('○ 239 standby');
+    expect(screen.getByTestId('count-learning')).toHaveTextContent('◐ 0 learning');
+  });
+
+  it('changes one cell when a kernel starts and finishes learning', () => {
+    const { send } = renderLive(<KernelGrid />);
+    history(send);
+    send('kernels', { kind: 'kernel.status', index: 17, status: 'learning' });
+    expect(cell(17)).toHaveAttribute('data-status', 'learning');
+    expect(screen.getByTestId('count-learning')).toHaveTextContent('◐ 1 learning');
+    send('kernels', {
+      kind: 'kernel.trained',
+      index: 17,
+      status: 'active',
+      anchor_distance: 0.004,
+      adapter_bytes: 4096,
+      phi: 0.5,
+      time: new Date().toISOString(),
+    });
+    expect(cell(17)).toHaveAttribute('data-status', 'active');
+    expect(screen.getByTestId('count-active')).toHaveTextContent('● 2 active');
+  });
+
+  it('filters by role: other roles dim and leave the keyboard order', async () => {
+    const { send } = renderLive(<KernelGrid />);
+    history(send);
+    await userEvent.click(screen.getByRole('button', { name: 'MEMORY' }));
+    expect(screen.getByRole('button', { name: 'MEMORY' })).toHaveAttribute('aria-pressed', 'true');
+    const memory = cells().filter((c) => !c.classList.contains('kcell--dimmed'));
+    expect(memory).toHaveLength(30);
+    expect(memory.every((c) => c.getAttribute('data-role') === 'MEMORY')).toBe(true);
+    expect(screen.getByTestId('count-standby')).toHaveTextContent('○ 30 standby');
+  });
+
+  it('shows a kernel’s details on click and moves between cells with the keyboard', async () => {
+    const { send } = renderLive(<KernelGrid />);
+    history(send);
+    await userEvent.click(cell(5));
+    const details = screen.getByTestId('kernel-details');
+    expect(within(details).getByRole('heading')).toHaveTextContent('Kernel 5 ● active');
+    expect(details).toHaveTextContent('ETHICS');
+    expect(details).toHaveTextContent('0.0123');
+    expect(details).toHaveTextContent('0.410');
+    expect(details).toHaveTextContent('2.0 MiB');
+
+    // Tab: the nine filter buttons, then one stop in the grid; arrows move, Enter selects.
+    cell(5).blur();
+    await userEvent.click(screen.getByRole('button', { name: 'All roles' }));
+    for (let i = 0; i < 8; i += 1) await userEvent.tab();
+    expect(screen.getByRole('button', { name: 'INTEGRATION' })).toHaveFocus();
+    await userEvent.tab();
+    expect(document.activeElement?.getAttribute('data-index')).toBe('5');
+    await userEvent.keyboard('{ArrowRight}');
+    expect(document.activeElement?.getAttribute('data-index')).toBe('6');
+    await userEvent.keyboard('{Enter}');
+    expect(within(screen.getByTestId('kernel-details')).getByRole('heading')).toHaveTextContent('Kernel 6');
+    await userEvent.keyboard('{End}');
+    expect(document.activeElement?.getAttribute('data-index')).toBe('239');
+  });
+
+  it('sizes cells below half the nearest distance', () => {
+    const ks = kernels();
+    const r = cellRadius(ks);
+    expect(r).toBeGreaterThan(0.01);
+    expect(r).toBeLessThan((2 * Math.PI * 0.3) / 30 / 2);
+  });
+});

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -91,6 +92,16 @@ def resolve(raw_name: Any) -> ModelSpec:
         spec.preset = size
     spec.name, spec.config = name, config
     return spec
+
+
+async def aresolve(raw_name: Any) -> ModelSpec:
+    """`resolve` for async views: a built-in name is answered on the event loop (no thread hop,
+    no query); a model config is looked up in the database off the loop."""
+    if isinstance(raw_name, str) and raw_name.strip():
+        spec = builtin(full_name(raw_name))
+        if spec is not None:
+            return spec
+    return await sync_to_async(resolve)(raw_name)
 
 
 def sampling_options(spec: ModelSpec, options: Any) -> tuple[SamplingOptions, int | None]:
@@ -364,7 +375,9 @@ def record(
 
 def interaction_event(item: Interaction) -> dict[str, Any]:
     return {
+        "kind": "interaction.created",
         "event": "interaction.created",
+        "time": timezone.now().isoformat(),
         "id": item.pk,
         "model": item.model,
         "kernel": item.kernel,

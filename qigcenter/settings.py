@@ -219,6 +219,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # How often beat asks a worker to announce itself on the telemetry pipe (header: "worker seen").
 WORKER_HEARTBEAT_S = env_float("QIG_WORKER_HEARTBEAT_S", 5.0, minimum=0.5)
+# The telemetry sampler (host CPU/RAM/disk, NVML GPU stats on `gpu`; docs/telemetry.md):
+# one sample every QIG_TELEMETRY_INTERVAL_S seconds on each node that trains.
+TELEMETRY_INTERVAL_S = env_float("QIG_TELEMETRY_INTERVAL_S", 1.0, minimum=0.05)
 # --- Training jobs (learning app; docs/training.md). ---
 # A running job's runner refreshes the row's heartbeat_at every JOB_HEARTBEAT_S; the watchdog
 # (beat, every JOB_WATCHDOG_S) requeues a job whose heartbeat is older than JOB_STALE_AFTER_S
@@ -235,10 +238,19 @@ if JOB_STALE_AFTER_S < 3 * JOB_HEARTBEAT_S:
 JOB_CHECKPOINT_EVERY = env_int("QIG_CHECKPOINT_EVERY", 50, minimum=1)
 # Per-step telemetry on the `jobs` topic: at most 4 messages a second per job (DESIGN §6).
 JOB_TELEMETRY_INTERVAL_S = 0.25
-# `auto`: the CUDA GPU with the most free memory (NVML) when there is one, else the CPU.
+# `auto`: the CUDA GPU with the most free memory (NVML) when there is one, else the CPU; or an
+# explicit comma-separated list of devices, e.g. `cuda:1,cuda:2,cpu` (docs/training.md).
 TRAIN_DEVICE = env_str("QIG_TRAIN_DEVICE", "auto")
-if TRAIN_DEVICE not in ("auto", "cpu", "cuda"):
-    raise ConfigError("QIG_TRAIN_DEVICE", TRAIN_DEVICE, "one of auto, cpu, cuda")
+if TRAIN_DEVICE not in ("auto", "cpu", "cuda") and not all(
+    d.strip() == "cpu" or (d.strip().startswith("cuda:") and d.strip()[5:].isdigit())
+    for d in TRAIN_DEVICE.split(",")
+):
+    raise ConfigError(
+        "QIG_TRAIN_DEVICE", TRAIN_DEVICE, "auto, cpu, cuda, or a list like cuda:0,cuda:1,cpu"
+    )
+# A job with `gpus` = N > 1 on a node without GPUs runs as N gloo processes on the CPU (DDP under
+# torchrun) when this is on; otherwise it fails as invalid (it asked for GPUs there are not).
+DDP_ON_CPU = env_bool("QIG_DDP_ON_CPU", False)
 # CPU threads for training; 0 = leave PyTorch's default, except in embedded mode where the
 # runner keeps one core for the web server (cpu_count − 1).
 TRAIN_THREADS = env_int("QIG_TRAIN_THREADS", 0, minimum=0)
@@ -252,6 +264,18 @@ BOOTSTRAP_STEPS = env_int("QIG_BOOTSTRAP_STEPS", 2000, minimum=1, maximum=1_000_
 BOOTSTRAP_CORPUS_MB = env_float("QIG_BOOTSTRAP_CORPUS_MB", 1.0, minimum=0.01)
 BOOTSTRAP_VOCAB = env_int("QIG_BOOTSTRAP_VOCAB", 8000, minimum=512, maximum=65536)
 
+# --- Knowledge uploads (uploads app; docs/uploads.md). ---
+MAX_UPLOAD_MB = env_float("QIG_MAX_UPLOAD_MB", 50.0, minimum=0.001)  # per file, MiB
+UPLOAD_CHUNK_TOKENS = env_int("QIG_UPLOAD_CHUNK_TOKENS", 256, minimum=8, maximum=65536)
+UPLOAD_CHUNK_OVERLAP = env_int("QIG_UPLOAD_CHUNK_OVERLAP", 32, minimum=0, maximum=65535)
+if UPLOAD_CHUNK_OVERLAP >= UPLOAD_CHUNK_TOKENS:
+    raise ConfigError(
+        "QIG_UPLOAD_CHUNK_OVERLAP",
+        str(UPLOAD_CHUNK_OVERLAP),
+        f"fewer than QIG_UPLOAD_CHUNK_TOKENS ({UPLOAD_CHUNK_TOKENS})",
+    )
+UPLOAD_ROUTE_K = env_int("QIG_UPLOAD_ROUTE_K", 2, minimum=1, maximum=240)
+
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "dashboard.tasks.worker_heartbeat",
@@ -260,6 +284,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "learning-watchdog": {
         "task": "learning.tasks.watchdog",
+        "schedule": JOB_WATCHDOG_S,
+        "options": {"expires": JOB_WATCHDOG_S * 2},
+    },
+    "uploads-pending": {
+        "task": "uploads.tasks.process_pending",
         "schedule": JOB_WATCHDOG_S,
         "options": {"expires": JOB_WATCHDOG_S * 2},
     },

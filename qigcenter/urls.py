@@ -3,7 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from constellation import ollama_api, openai_api
+from constellation import chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
 from federation.api import NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
@@ -13,6 +13,7 @@ from uploads.api import KnowledgeFileViewSet
 router = DefaultRouter()
 router.register("kernels", KernelViewSet)
 router.register("interactions", InteractionViewSet, basename="interaction")
+router.register("conversations", chat.ConversationViewSet, basename="conversation")
 router.register("nodes", NodeViewSet)
 router.register("uploads", KnowledgeFileViewSet)
 router.register("jobs", FineTuneJobViewSet)
@@ -24,6 +25,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("auth/logout/", auth_api.LogoutView.as_view(), name="auth-logout"),
     path("auth/me/", auth_api.MeView.as_view(), name="auth-me"),
     path("auth/token/", auth_api.TokenView.as_view(), name="auth-token"),
+    path("chat/", chat.chat, name="chat"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
     path("", include(router.urls)),

@@ -111,6 +111,8 @@ describe('App routing', () => {
     stubServer({ 'GET /api/v1/auth/me/': () => json(200, ADMIN) });
     renderApp('/does/not/exist');
     await screen.findByRole('heading', { name: 'Page not found' });
+    // The shell opens its socket in an effect, which may run after the page is on screen.
+    await waitFor(() => expect(FakeWebSocket.instances).not.toHaveLength(0));
     act(() => {
       FakeWebSocket.latest().acceptConnection();
       FakeWebSocket.latest().serverClose(4401);
@@ -126,6 +128,7 @@ describe('App routing', () => {
     });
     renderApp('/');
     await screen.findByRole('heading', { name: 'Welcome, admin' });
+    await waitFor(() => expect(FakeWebSocket.instances).not.toHaveLength(0));
     act(() => FakeWebSocket.latest().acceptConnection());
 
     // The server restarts: the session still stands, so the shell stays and keeps reconnecting.

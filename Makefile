@@ -17,7 +17,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.htm
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
 
 .PHONY: help up install build test lint typecheck migrations-check deploy-check \
-        test-backend test-frontend test-e2e bench chromium clean
+        test-backend test-frontend test-e2e bench bench-product chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -82,6 +82,11 @@ bench: $(BENCH_STAMP)  ## run the engine benchmarks (each prints one JSON object
 	$(BIN)/python -m bench.route
 	$(BIN)/python -m bench.train
 	$(BIN)/python -m bench.decode
+
+bench-product: $(BENCH_STAMP) $(DIST)  ## benchmarks against a live product: serving, upload ingest, telemetry websocket
+	$(BIN)/python -m bench.serve
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ws
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

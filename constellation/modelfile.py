@@ -29,6 +29,7 @@ OWN = {
     "sync_interval": int,
     "autonomous_learning": bool,
     "learning_interval": int,
+    "ignore_eos": bool,
 }
 INSTRUCTIONS = {"from", "parameter", "system", "template", "adapter", "license", "message"}
 

@@ -96,7 +96,8 @@ def decode(
     done = [False] * len(requests)
     simple = all(len(w) == 1 for w in weights)
     fast_greedy = simple and all(
-        r.options.greedy and r.options.repeat_penalty == 1.0 for r in requests
+        r.options.greedy and r.options.repeat_penalty == 1.0 and not r.options.ignore_eos
+        for r in requests
     )
     st = stats if stats is not None else DecodeStats()
     st.prompt_tokens += sum(len(r.prompt) for r in requests)
@@ -120,7 +121,7 @@ def decode(
                     w = torch.tensor(weights[i], device=dev, dtype=logits.dtype)
                     mixed = w @ logits[row : row + n]  # (V,) distance-weighted mixture
                 picks.append(
-                    sample_next(mixed, history[i], r.options, gens[i]) if not done[i] else 0
+                    sample_next(mixed, history[i], r.options, gens[i], eot_id) if not done[i] else 0
                 )
                 row += n
         tokens: list[int | None] = []

@@ -27,6 +27,7 @@ class SamplingOptions:
     seed: int | None = None  # None: a fresh random seed per request
     stop: list[str] = field(default_factory=list)
     num_predict: int = 128  # -1: until end of text or the context is full
+    ignore_eos: bool = False  # never sample end of text: generate until num_predict or the context
 
     def __post_init__(self) -> None:
         checks = {
@@ -66,6 +67,11 @@ class SamplingOptions:
             value = opts[f.name]
             if f.name == "stop":
                 kwargs["stop"] = [value] if isinstance(value, str) else list(value)
+                continue
+            if f.name == "ignore_eos":
+                if not isinstance(value, bool):
+                    raise ValueError(f"ignore_eos: expected true or false, got {value!r}")
+                kwargs["ignore_eos"] = value
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{f.name}: expected a number, got {value!r}")
@@ -115,10 +121,17 @@ def filter_logits(logits: Tensor, opts: SamplingOptions) -> Tensor:
 
 
 def sample_next(
-    logits: Tensor, history: Sequence[int], opts: SamplingOptions, gen: torch.Generator
+    logits: Tensor,
+    history: Sequence[int],
+    opts: SamplingOptions,
+    gen: torch.Generator,
+    eot_id: int | None = None,
 ) -> int:
-    """Next token id from logits (V,) of one sequence."""
+    """Next token id from logits (V,) of one sequence (never `eot_id` with `ignore_eos`)."""
     logits = apply_repeat_penalty(logits.float(), history, opts)
+    if opts.ignore_eos and eot_id is not None:
+        logits = logits.clone()
+        logits[eot_id] = float("-inf")
     if opts.greedy:
         return int(torch.argmax(logits))
     logits = filter_logits(logits, opts)

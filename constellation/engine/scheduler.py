@@ -249,7 +249,7 @@ class Scheduler:
     def _sample(self, row: _Row, logits: Tensor) -> bool:
         """Draw the row's next token, emit it; True when the request has finished."""
         opts = row.ticket.request.options
-        return self._take(row, sample_next(logits, row.history, opts, row.gen))
+        return self._take(row, sample_next(logits, row.history, opts, row.gen, self.eot_id))
 
     def _take(self, row: _Row, tok: int) -> bool:
         """Record and emit the row's next token; True when the request has finished."""
@@ -290,4 +290,5 @@ class Scheduler:
 def _plain_greedy(row: _Row) -> bool:
     """Greedy with no repeat penalty: the next token is the argmax of the logits."""
     opts = row.ticket.request.options
-    return opts.greedy and (opts.repeat_penalty == 1.0 or opts.repeat_last_n == 0)
+    plain = opts.repeat_penalty == 1.0 or opts.repeat_last_n == 0
+    return opts.greedy and plain and not opts.ignore_eos

@@ -137,3 +137,19 @@ def test_streaming_joins_to_the_reply_and_hides_stop_strings(trunk):
     text = "".join(c.text for c in chunks)
     assert text == full[: full.find(stop)]
     assert chunks[-1].done_reason == "stop"
+
+
+def test_ignore_eos_generates_past_end_of_text_until_num_predict(trunk):
+    greedy = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=12)
+    first = generate(trunk, [Request([4, 5], options=greedy)])[0]
+    eot = first[0]  # pretend the first token it draws is end of text
+    keep_going = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=12, ignore_eos=True)
+    out = generate(trunk, [Request([4, 5], options=keep_going)], eot_id=eot)[0]
+    assert len(out) == 12
+    assert eot not in out
+    assert generate(trunk, [Request([4, 5], options=greedy)], eot_id=eot)[0] == []
+    sampled = SamplingOptions(num_predict=20, ignore_eos=True, seed=3)
+    assert eot not in generate(trunk, [Request([4, 5], options=sampled)], eot_id=eot)[0]
+    assert SamplingOptions.from_ollama({"ignore_eos": True}).ignore_eos
+    with pytest.raises(ValueError, match="ignore_eos"):
+        SamplingOptions.from_ollama({"ignore_eos": "yes"})

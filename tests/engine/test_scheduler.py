@@ -195,3 +195,22 @@ def test_a_listener_gets_every_token_then_the_end(setup):
     assert heard["late"] == [*late.tokens, None]
     with pytest.raises(AssertionError, match="one listener"):
         early.listen(print)
+
+
+def test_ignore_eos_rows_run_to_num_predict_like_the_direct_loop(setup):
+    trunk, bank = setup
+    opts = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=16)
+    first = generate(trunk, [Request([1, 2, 3], [(3, 1.0)], opts)], bank=bank)[0]
+    eot = first[0]  # pretend the first token it draws is end of text
+    keep_going = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=16, ignore_eos=True)
+    req = Request([1, 2, 3], [(3, 1.0)], keep_going)
+    alone = generate(trunk, [req], eot_id=eot, bank=bank)[0]
+    sched = Scheduler(trunk, bank, eot_id=eot, max_batch=2)
+    sched.start()
+    try:
+        got = list(sched.submit(req))
+    finally:
+        sched.stop()
+    assert got == alone
+    assert len(got) == 16
+    assert eot not in got

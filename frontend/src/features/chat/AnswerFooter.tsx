@@ -89,8 +89,8 @@ export function FeedbackControls({
   return (
     <div className="chat-feedback">
       <div className="chat-feedback__row">
-        {thumb('up', 'Good answer', '👍')}
-        {thumb('down', 'Bad answer', '👎')}
+        {thumb('up', 'Good answer', '▲')}
+        {thumb('down', 'Bad answer', '▼')}
         <button
           type="button"
           className="button"

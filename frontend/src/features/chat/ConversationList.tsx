@@ -142,7 +142,7 @@ export function ConversationList({
                     title="Delete"
                     onClick={() => setConfirming(conversation.id)}
                   >
-                    🗑
+                    ✕
                   </button>
                 </span>
               )}

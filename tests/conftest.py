@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
+
+import psycopg
 import pytest
 from rest_framework.test import APIClient
 
@@ -37,3 +42,24 @@ def dev_api(developer) -> APIClient:
     client = APIClient()
     client.force_authenticate(developer)
     return client
+
+
+@pytest.fixture
+def own_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """With PostgreSQL, a fresh database for a live product of the test's own (the tests'
+    database stays untouched, and no job left by another test is in it): the environment to
+    start the product with. Empty in embedded mode, where the product's data dir holds its own
+    SQLite file."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        yield {}
+        return
+    test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    name = f"qig_{test}_{os.getpid()}"
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(drop)
+        admin.execute(f"CREATE DATABASE {name}")
+    yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(drop)

@@ -14,7 +14,7 @@ import pytest
 from constellation.engine import e8
 from tests.learning import tiny
 from tests.live.product import Product
-from tests.live.test_training import ENV, _job, _post, own_database  # noqa: F401
+from tests.live.test_training import ENV, _job, _post
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
 
@@ -52,7 +52,7 @@ def _run(client: httpx.Client, product: Product, body: dict[str, Any]) -> dict[s
 
 def test_a_finished_adapter_is_served_without_a_restart(
     tmp_path: Path,
-    own_database: dict[str, str],  # noqa: F811
+    own_database: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
     tiny.save_coordizer(data / "models")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.learning import tiny
 from tests.live.product import Product
-from tests.live.test_training import ENV, _job, _post, _telemetry, own_database  # noqa: F401
+from tests.live.test_training import ENV, _job, _post, _telemetry
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
 
@@ -23,7 +23,7 @@ STEPS = 120
 
 async def test_it_trains_a_two_rank_job_that_pauses_and_resumes(
     tmp_path: Path,
-    own_database: dict[str, str],  # noqa: F811
+    own_database: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
     tiny.save_coordizer(data / "models")

@@ -11,13 +11,10 @@ the first checkpoint that answered and a later one.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import ollama
-import psycopg
 import pytest
 import torch
 
@@ -40,23 +37,6 @@ HELD_OUT = (
     "An exception is raised when the file does not exist or when the user has no permission "
     "to open it. See the documentation of the open() function for the available modes."
 )
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[dict[str, str]]:
-    """With PostgreSQL, a database of the product's own: a fresh install has no jobs yet (an
-    unfinished pretrain job left by another test would stop the bootstrap from queueing)."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        yield {}
-        return
-    name = f"qig_first_reply_{os.getpid()}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def held_out_loss(models: Path, version: Path) -> float:
@@ -102,10 +82,10 @@ def pretrain_step(product: Product) -> int:
 
 
 def test_a_fresh_install_answers_within_a_minute_and_improves(
-    tmp_path: Path, fresh_database: dict[str, str]
+    tmp_path: Path, own_database: dict[str, str]
 ) -> None:
     # The default bootstrap: QIG_BOOTSTRAP=1 and the default QIG_BOOTSTRAP_* sizes.
-    product = Product(tmp_path, QIG_BOOTSTRAP="1", **fresh_database)
+    product = Product(tmp_path, QIG_BOOTSTRAP="1", **own_database)
     product.start()
     ready = time.monotonic()
     models = tmp_path / "models"

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
-import psycopg
 import pytest
 
 from tests.learning import tiny
@@ -35,22 +33,6 @@ ENV = {
     "QIG_JOB_STALE_AFTER_S": "300",
     "QIG_JOB_WATCHDOG_S": "2",
 }
-
-
-@pytest.fixture
-def own_database() -> Iterator[dict[str, str]]:
-    """With PostgreSQL, the product gets a database of its own (the tests' stays untouched)."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        yield {}
-        return
-    name = f"qig_training_{os.getpid()}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:

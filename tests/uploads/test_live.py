@@ -4,33 +4,15 @@ beat watchdog is slowed down so that the coordizer job's own request is what doe
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from tests.live.product import Product, next_message
 from tests.uploads import small
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def own_database() -> Iterator[dict[str, str]]:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        yield {}
-        return
-    name = f"qig_uploads_live_{os.getpid()}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _headers(product: Product, client: httpx.Client) -> dict[str, str]:

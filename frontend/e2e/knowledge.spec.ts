@@ -95,7 +95,8 @@ test('the bootstrap trains live, then an uploaded file is routed and trains its 
   await page.getByLabel('Files to upload').setInputFiles({
     name: 'memory-notes.txt',
     mimeType: 'text/plain',
-    buffer: Buffer.from(KNOWLEDGE),
+    // Unique bytes each run: a retry on the same server would otherwise be a duplicate.
+    buffer: Buffer.from(`${KNOWLEDGE}\n\nNotes taken on ${new Date().toISOString()}.`),
   });
   await expect(page.getByRole('list', { name: 'Chosen files' })).toContainText('memory-notes.txt');
   await page.getByLabel('Train the routed kernels on it now').check();

@@ -26,6 +26,30 @@ describe('jobState', () => {
     expect(merged).toMatchObject({ step: 8, progress: 0.8, priority: 9 });
   });
 
+  it('keeps a running job running over a REST row read before it was claimed', () => {
+    const claimed = job({ id: 2, status: 'running', device: 'cpu', started_at: 'now' });
+    const stale = mergeRow(claimed, job({ id: 2, status: 'queued', priority: 3 }));
+    expect(stale).toMatchObject({ status: 'running', device: 'cpu', priority: 3 });
+    // A job that ran before and was requeued is queued again, as its row says.
+    const requeued = job({ id: 2, status: 'queued', started_at: 'earlier' });
+    expect(mergeRow(claimed, requeued).status).toBe('queued');
+  });
+
+  it('takes a progress event for a job still shown as queued as the news that it runs', () => {
+    const jobs = new Map([[3, job({ id: 3, status: 'queued' })]]);
+    const next = applyEvent(jobs, {
+      kind: 'job.progress',
+      job: 3,
+      job_kind: 'adapter',
+      step: 4,
+      progress: 0.1,
+    });
+    expect(next.get(3)).toMatchObject({ status: 'running', step: 4, progress: 0.1 });
+    const paused = new Map([[3, job({ id: 3, status: 'paused' })]]);
+    const still = applyEvent(paused, { kind: 'job.progress', job: 3, job_kind: 'adapter', step: 5 });
+    expect(still.get(3)?.status).toBe('paused');
+  });
+
   it('ignores unknown event kinds and orders running, paused, queued, then finished', () => {
     const jobs = new Map([
       [1, job({ id: 1, status: 'queued', priority: 1 })],

@@ -45,6 +45,11 @@ function placeholder(id: number, kind: string, status: string): Job {
 export function mergeRow(known: Job | undefined, incoming: Job): Job {
   if (!known) return incoming;
   if (isFinished(known) && !isFinished(incoming)) return { ...incoming, ...statusFields(known) };
+  // A row read before a runner claimed the job (never started) is older than a `running` heard
+  // since; a requeued job has started before and announces its requeue with an event of its own.
+  if (known.status === 'running' && incoming.status === 'queued' && !incoming.started_at) {
+    return mergeRow(known, { ...incoming, ...statusFields(known), device: known.device });
+  }
   if (!isFinished(incoming) && known.step > incoming.step) {
     return {
       ...incoming,
@@ -98,6 +103,8 @@ function applyProgress(jobs: JobMap, event: JobProgressEvent): JobMap {
   }
   const row: Job = {
     ...known,
+    // Only a runner reports progress: a job still shown as queued has been claimed meanwhile.
+    status: known.status === 'queued' ? 'running' : known.status,
     progress: event.progress ?? known.progress,
     step: event.step ?? known.step,
     total_steps: event.total_steps ?? known.total_steps,

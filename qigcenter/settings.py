@@ -181,12 +181,27 @@ SERVICES_MODE = REDIS_URL is not None
 # transport: one process tree, nothing to install. Services mode runs them as separate processes.
 EMBEDDED_WORKER = not SERVICES_MODE
 
+# The Redis channel layer: `pubsub` (Redis pub/sub; a group message is published once and each
+# web process fans it out to its own subscribers) or `core` (a copy per subscriber in Redis
+# lists, popped one at a time). Telemetry is fire-and-forget, which pub/sub suits; see
+# docs/telemetry.md for the measurements behind the default.
+CHANNEL_LAYER = env_str("QIG_CHANNEL_LAYER", "pubsub")
+if CHANNEL_LAYER not in ("pubsub", "core"):
+    raise ConfigError("QIG_CHANNEL_LAYER", CHANNEL_LAYER, "one of pubsub, core")
+
 if SERVICES_MODE:
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 10},
-        }
+        "default": (
+            {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL]},
+            }
+            if CHANNEL_LAYER == "pubsub"
+            else {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 10},
+            }
+        )
     }
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,21 @@ if (!process.env.QIG_E2E_DATA_DIR) {
 }
 const dataDir = process.env.QIG_E2E_DATA_DIR;
 
+// With PostgreSQL (services mode), a fresh database of the run's own, like a fresh install: the
+// database the backend tests' live products used holds their users' conversations and jobs.
+if (process.env.DATABASE_URL && !process.env.QIG_E2E_DATABASE_URL) {
+  const url = new URL(process.env.DATABASE_URL);
+  const name = 'qig_e2e';
+  const sql = (statement: string) =>
+    execFileSync('psql', [url.toString(), '-v', 'ON_ERROR_STOP=1', '-q', '-c', statement], {
+      stdio: 'inherit',
+    });
+  sql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  sql(`CREATE DATABASE ${name}`);
+  url.pathname = `/${name}`;
+  process.env.QIG_E2E_DATABASE_URL = url.toString();
+}
+
 /** The runner's environment (DATABASE_URL, REDIS_URL… from CI), minus unset entries. */
 const inherited = Object.fromEntries(
   Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined),
@@ -77,6 +93,7 @@ export default defineConfig({
     env: {
       ...inherited,
       QIG_DATA_DIR: dataDir,
+      ...(process.env.QIG_E2E_DATABASE_URL ? { DATABASE_URL: process.env.QIG_E2E_DATABASE_URL } : {}),
       QIG_ADMIN_PASSWORD: ADMIN.password,
       QIG_WORKER_HEARTBEAT_S: '2',
       // A small bootstrap, as on a fresh install: the coordizer and pretrain jobs run while the

@@ -267,36 +267,7 @@ def store(
 
 def partial_stats(gen: Generation, first_token_at: float | None) -> dict[str, Any]:
     """The measures of a generation that did not finish (cancelled or failed), taken now."""
-    end = time.perf_counter()
-    first = first_token_at or end
-    stats: dict[str, Any] = {
-        "total_duration": int((end - gen.started) * 1e9),
-        "load_duration": gen.load_ns,
-        "prompt_eval_count": gen.prompt_tokens,
-        "prompt_eval_duration": max(0, int((first - gen.started) * 1e9) - gen.load_ns),
-        "eval_count": len(gen.context()) - gen.prompt_tokens,
-        "eval_duration": int((end - first) * 1e9),
-        "route": gen.route,
-        "kernel": gen.kernel,
-    }
-    stats.update(reading(gen))
-    return stats
-
-
-def reading(gen: Generation) -> dict[str, Any]:
-    """Φ/κ of what was generated, from the engine's hidden states (as a finished answer)."""
-    hidden = list(getattr(gen.ticket, "hidden", None) or [])
-    if not hidden:
-        return {}
-    import torch
-
-    from constellation.engine import measure
-
-    states = torch.cat(hidden, dim=0)
-    if states.shape[0] < 2:
-        return {}
-    measured = measure(states)
-    return {"phi": measured.phi, "kappa": measured.kappa, "regime": measured.regime}
+    return gen.measures(first_token_at, len(gen.context()) - gen.prompt_tokens)
 
 
 async def start(

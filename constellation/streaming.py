@@ -141,27 +141,32 @@ class Generation:
                 if tail:
                     yield Piece(tail)
                     sent = len(text)
-            end = time.perf_counter()
-            first = first_token_at or end
-            eval_count = len(ids)
-            stats = {
-                "total_duration": int((end - self.started) * 1e9),
-                "load_duration": self.load_ns,
-                "prompt_eval_count": self.prompt_tokens,
-                "prompt_eval_duration": max(1, int((first - self.started) * 1e9) - self.load_ns),
-                "eval_count": eval_count,
-                "eval_duration": max(1, int((end - first) * 1e9)),
-                "ttft_ms": (first - self.started) * 1000,
-                "route": self.route,
-                "kernel": self.kernel,
-            }
-            stats.update(await asyncio.to_thread(self._reading))
+            stats = await asyncio.to_thread(self.measures, first_token_at, len(ids))
             finished = True
             yield Piece("", done=True, done_reason=reason, stats=stats)
         finally:
             if not finished:
                 ticket.cancel()  # the client went away or an error: free the row now
             self.service.finished(self.loaded, ticket, self.keep_alive)
+
+    def measures(self, first_token_at: float | None, eval_count: int) -> dict[str, Any]:
+        """What the answer measured until now (finished, or stopped part-way): durations, token
+        counts, the route, and Φ/κ from its hidden states (blocking: call off the event loop)."""
+        end = time.perf_counter()
+        first = first_token_at or end
+        stats: dict[str, Any] = {
+            "total_duration": int((end - self.started) * 1e9),
+            "load_duration": self.load_ns,
+            "prompt_eval_count": self.prompt_tokens,
+            "prompt_eval_duration": max(1, int((first - self.started) * 1e9) - self.load_ns),
+            "eval_count": eval_count,
+            "eval_duration": max(1, int((end - first) * 1e9)),
+            "ttft_ms": (first - self.started) * 1000,
+            "route": self.route,
+            "kernel": self.kernel,
+        }
+        stats.update(self._reading())
+        return stats
 
     def _reading(self) -> dict[str, Any]:
         import torch

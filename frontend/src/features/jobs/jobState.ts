@@ -14,7 +14,7 @@ export type JobMap = ReadonlyMap<number, Job>;
 export const isFinished = (job: Pick<Job, 'status'>) => FINISHED_STATUSES.has(job.status);
 
 /** A row for a job known only from an event, until its REST row arrives. */
-function placeholder(id: number, kind: string, status: string): Job {
+export function placeholder(id: number, kind: string, status: string): Job {
   return {
     id,
     kind,

@@ -9,6 +9,7 @@ import type { User } from '../../api/types';
 import { FakeWebSocket } from '../../test/fakeWebSocket';
 import { AuthContext, type AuthSession } from '../auth/useAuth';
 import { TelemetryProvider } from '../telemetry/TelemetryProvider';
+import { placeholder } from './jobState';
 import type { Job } from './types';
 
 export function renderSignedIn(user: User, ui: ReactNode) {
@@ -43,25 +44,10 @@ export function page<T>(results: T[]) {
 
 export function job(overrides: Partial<Job> & { id: number }): Job {
   return {
-    kind: 'adapter',
-    status: 'queued',
-    status_reason: '',
-    priority: 0,
-    datasets: [],
-    target_kernels: [],
-    hyperparameters: {},
-    progress: 0,
-    step: 0,
-    total_steps: 0,
-    eta_s: null,
-    metrics: {},
-    device: '',
-    error: '',
+    ...placeholder(overrides.id, 'adapter', 'queued'),
     error_kind: '',
     created_by: 'admin',
     created_at: '2026-11-21T10:00:00Z',
-    started_at: null,
-    finished_at: null,
     ...overrides,
   };
 }

@@ -13,7 +13,9 @@ The coordizer is trained here on 1 MB of the bootstrap corpus (vocabulary 8000, 
 default) — not timed. The text is generated from the bootstrap corpus (the installed packages'
 docs, 4 MB): paragraphs drawn at random (seed 0), each with a few fresh identifiers (random
 hexadecimal words) so that the vocabulary of the file keeps growing as real text's does instead
-of repeating a closed set of words. The context line reports the share of distinct units.
+of repeating a closed set of words. The context line reports the share of distinct units, and
+`tokenise_str_path_s`: the same text tokenised again through the str path (`re.split` and a dict,
+the fallback of uploads/chunking.py), side by side with the byte-hash path that `tokenise_s` times.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def main() -> None:
         kernels, distances = router.route_basins(chunks.document_basin, ROUTE_K)
         t4 = time.perf_counter()
         cpu = time.process_time() - cpu0
+        # side by side: the same text tokenised through the str path (the fallback)
+        t5 = time.perf_counter()
+        by_str = chunking._tokenise_units(
+            chunking._prepare(coordizer), *chunking._units_by_str(extracted.text)
+        )
+        str_s = time.perf_counter() - t5
+        assert by_str is not None and by_str.size == chunks.n_tokens
     elapsed = t4 - t1
     units = chunking._UNIT_BOUNDARY.split(extracted.text[:10_000_000])
     emit(
@@ -99,6 +108,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "distinct_units_share_first_10mb": round(len(set(units)) / max(1, len(units)), 4),
+            "tokenise_str_path_s": round(str_s, 2),
             "coordizer_vocab": coordizer.vocab_size,
             "chunk_tokens": CHUNK_TOKENS,
             "chunk_overlap": CHUNK_OVERLAP,

@@ -9,7 +9,8 @@ decode loop, `Constellation.reply`), http_overhead (1 − single ÷ engine), ttf
 engine_scheduler_tokens_per_s_bs1 (one request through the continuous-batching scheduler's
 thread), scheduler_vs_direct, concurrent8_vs_single and every repeat's figures. Tokens/s count
 every generated token over the whole request (prefill and time to first token included), the
-same way for the engine; each figure is the best of its repeats."""
+same way for the engine; each figure is the best of its repeats. The engine runs on the
+product's intra-op threads (`QIG_INFER_THREADS`, else `auto_threads()`), as the server does."""
 
 from __future__ import annotations
 
@@ -73,8 +74,11 @@ def product(data_dir: Path, timeout: float = 120) -> Iterator[str]:
             process.wait(60)
 
 
-def stream_once(base: str, model: str, tokens: int) -> tuple[int, float, float]:
-    """(tokens generated, seconds, seconds to first token) of one streamed generate."""
+def stream_once(
+    client: httpx.Client, base: str, model: str, tokens: int
+) -> tuple[int, float, float]:
+    """(tokens generated, seconds, seconds to first token) of one streamed generate, on the
+    client's kept-alive connection (as the ollama clients do)."""
     body = {
         "model": model,
         "prompt": PROMPT,
@@ -83,7 +87,7 @@ def stream_once(base: str, model: str, tokens: int) -> tuple[int, float, float]:
     began = time.perf_counter()
     first = None
     count = 0
-    with httpx.stream("POST", base + "/api/generate", json=body, timeout=120) as response:
+    with client.stream("POST", base + "/api/generate", json=body, timeout=120) as response:
         for line in response.iter_lines():
             item = json.loads(line)
             if first is None:
@@ -101,10 +105,16 @@ class Engine:
         from constellation.engine import (
             Constellation,
             Coordizer,
+            auto_threads,
             default_inference_dtype,
             load_adapter,
             load_trunk,
+            use_threads,
         )
+
+        # the product's intra-op threads (constellation.inference.threads), here too
+        self.threads = int(os.environ.get("QIG_INFER_THREADS") or 0) or auto_threads()
+        use_threads(self.threads)
 
         self.c = Constellation(
             load_trunk(models / "trunk", dtype=default_inference_dtype("cpu")),
@@ -112,7 +122,7 @@ class Engine:
         )
         self.c.load_adapter(kernel, load_adapter(models / "kernels" / str(kernel))[0])
         self.kernel = kernel
-        self.scheduler = self.c.scheduler(max_batch=8)
+        self.scheduler = self.c.scheduler(max_batch=8, threads=self.threads)
 
     def reply(self, tokens: int) -> float:
         """Tokens/s of one greedy reply through the direct decode loop."""
@@ -150,7 +160,10 @@ def main() -> None:
     engine = Engine(models, ADAPTER_KERNEL)
     engine.scheduler.start()
     with product(data_dir) as base:
-        stream_once(base, model, 8)  # load and warm up
+        one = httpx.Client()
+        clients = [httpx.Client() for _ in range(8)]
+        for client in (one, *clients):
+            stream_once(client, base, model, 8)  # load, warm up and connect
         engine.reply(8)
         engine.scheduled(8)
         # The engine and the server take turns, so a busy machine disturbs both alike;
@@ -159,7 +172,7 @@ def main() -> None:
         for _ in range(args.repeats):
             direct.append(engine.reply(args.tokens))
             scheduled.append(engine.scheduled(args.tokens))
-            count, seconds, ttft = stream_once(base, model, args.tokens)
+            count, seconds, ttft = stream_once(one, base, model, args.tokens)
             singles.append(count / seconds)
             ttfts.append(ttft * 1000)
         results: list[tuple[int, float, float]] = []
@@ -167,10 +180,10 @@ def main() -> None:
         for _ in range(args.repeats):
             results.clear()
 
-            def client() -> None:
-                results.append(stream_once(base, model, args.tokens))
+            def run(client: httpx.Client) -> None:
+                results.append(stream_once(client, base, model, args.tokens))
 
-            threads = [threading.Thread(target=client) for _ in range(8)]
+            threads = [threading.Thread(target=run, args=(c,)) for c in clients]
             began = time.perf_counter()
             for t in threads:
                 t.start()
@@ -191,6 +204,7 @@ def main() -> None:
         },
         {
             "model": "tiny preset (hidden 128, 4 layers), vocab 512, 1 adapter",
+            "threads": engine.threads,
             "tokens": args.tokens,
             "repeats": args.repeats,
             "concurrent8_vs_single": round(best8 / single, 2),

@@ -31,6 +31,7 @@ from constellation.engine import (
     SamplingOptions,
     Scheduler,
     Ticket,
+    auto_threads,
     e8,
     load_adapter,
     load_trunk,
@@ -83,6 +84,14 @@ FOREVER = None  # an expiry of None: never unloaded
 
 def max_batch() -> int:
     return env_int("QIG_INFER_MAX_BATCH", 8, minimum=1, maximum=256)
+
+
+def threads() -> int:
+    """Intra-op threads of the decode steps and the Φ/κ readings: `QIG_INFER_THREADS`, or with
+    0 (the default) `auto_threads()`, (cores − 1) // 2. More threads than free cores make
+    PyTorch's OpenMP threads wait on each other: on 2 cores, 2 threads decoded 2.5× slower in
+    the server than 1 (docs/inference.md)."""
+    return env_int("QIG_INFER_THREADS", 0, minimum=0, maximum=1024) or auto_threads()
 
 
 def max_queue() -> int:
@@ -219,7 +228,7 @@ class InferenceService:
                 k: constellation.anchors.get(k, e8.anchor(k)) for k in e8.preset_kernels(size)
             }
             routers[size] = Router(preset, constellation.router_config, coordizer.text_basin)
-        scheduler = constellation.scheduler(max_batch=max_batch())
+        scheduler = constellation.scheduler(max_batch=max_batch(), threads=threads())
         scheduler.start()
         return Loaded(constellation, scheduler, current, routers, 0, time.time())
 

@@ -244,7 +244,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
 
     async def lines() -> AsyncIterator[dict[str, Any]]:
         text = []
-        async for piece in gen.pieces():
+        async for piece in gen.pieces(reading=False):
             if not piece.done:
                 text.append(piece.text)
                 yield {
@@ -258,10 +258,17 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
             final["done_reason"] = piece.done_reason
             if not raw:
                 final["context"] = gen.context()
-            yield {**final, **final_stats(piece.stats)}
-            await sync_to_async(serving.record)(
-                "generate", spec.name, client, "".join(text), piece.stats, piece.done_reason, prompt
+            serving.record_after(
+                gen,
+                endpoint="generate",
+                model=spec.name,
+                client=client,
+                response="".join(text),
+                stats=piece.stats,
+                done_reason=piece.done_reason,
+                prompt=prompt,
             )
+            yield {**final, **final_stats(piece.stats)}
 
     return await respond(lines(), stream, "response")
 
@@ -306,12 +313,22 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
 
     async def lines() -> AsyncIterator[dict[str, Any]]:
         text = []
-        async for piece in gen.pieces():
+        async for piece in gen.pieces(reading=False):
             message = {"role": "assistant", "content": piece.text}
             if not piece.done:
                 text.append(piece.text)
                 yield {"model": spec.name, "created_at": now(), "message": message, "done": False}
                 continue
+            serving.record_after(
+                gen,
+                endpoint="chat",
+                model=spec.name,
+                client=client,
+                response="".join(text),
+                stats=piece.stats,
+                done_reason=piece.done_reason,
+                messages=messages,
+            )
             yield {
                 "model": spec.name,
                 "created_at": now(),
@@ -320,16 +337,6 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
                 "done_reason": piece.done_reason,
                 **final_stats(piece.stats),
             }
-            await sync_to_async(serving.record)(
-                "chat",
-                spec.name,
-                client,
-                "".join(text),
-                piece.stats,
-                piece.done_reason,
-                "",
-                messages,
-            )
 
     return await respond(lines(), stream, "message")
 

@@ -108,14 +108,21 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {"id": ident, "created": created, "model": spec.name, "system_fingerprint": "fp_qig"}
 
-    async def record(text: str, stats: dict[str, Any], reason: str) -> None:
-        await sync_to_async(serving.record)(
-            "openai.chat", spec.name, client, text, stats, reason, "", messages
+    def record(text: str, stats: dict[str, Any], reason: str) -> None:
+        serving.record_after(
+            gen,
+            endpoint="openai.chat",
+            model=spec.name,
+            client=client,
+            response=text,
+            stats=stats,
+            done_reason=reason,
+            messages=messages,
         )
 
     if not body.get("stream"):
-        text, final = await gen.collect()
-        await record(text, final.stats, final.done_reason)
+        text, final = await gen.collect(reading=False)
+        record(text, final.stats, final.done_reason)
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -129,13 +136,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     async def events() -> AsyncIterator[dict[str, Any]]:
         chunk = {**base, "object": "chat.completion.chunk"}
         first, parts = True, list[str]()
-        async for piece in gen.pieces():
+        async for piece in gen.pieces(reading=False):
             if piece.done:
+                record("".join(parts), piece.stats, piece.done_reason)
                 done = {"index": 0, "delta": {}, "finish_reason": finish_reason(piece.done_reason)}
                 yield {**chunk, "choices": [done]}
                 if include_usage:
                     yield {**chunk, "choices": [], "usage": usage(piece.stats)}
-                await record("".join(parts), piece.stats, piece.done_reason)
                 return
             delta: dict[str, Any] = {"content": piece.text}
             if first:
@@ -163,11 +170,22 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         "system_fingerprint": "fp_qig",
         "object": "text_completion",
     }
-    if not body.get("stream"):
-        text, final = await gen.collect()
-        await sync_to_async(serving.record)(
-            "openai.completion", spec.name, client, text, final.stats, final.done_reason, prompt
+
+    def record(text: str, stats: dict[str, Any], reason: str) -> None:
+        serving.record_after(
+            gen,
+            endpoint="openai.completion",
+            model=spec.name,
+            client=client,
+            response=text,
+            stats=stats,
+            done_reason=reason,
+            prompt=prompt,
         )
+
+    if not body.get("stream"):
+        text, final = await gen.collect(reading=False)
+        record(text, final.stats, final.done_reason)
         choice = {
             "index": 0,
             "text": text,
@@ -177,8 +195,12 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         return JsonResponse({**base, "choices": [choice], "usage": usage(final.stats)})
 
     async def events() -> AsyncIterator[dict[str, Any]]:
-        async for piece in gen.pieces():
+        parts: list[str] = []
+        async for piece in gen.pieces(reading=False):
             reason = finish_reason(piece.done_reason) if piece.done else None
+            if piece.done:
+                record("".join(parts), piece.stats, piece.done_reason)
+            parts.append(piece.text)
             choice = {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": reason}
             yield {**base, "choices": [choice]}
 

@@ -3,8 +3,11 @@ and the interaction record. No HTTP here; errors are `inference.InferenceError`s
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,9 @@ from constellation import inference, modelfile
 from constellation.engine import SamplingOptions, e8
 from constellation.inference import BadRequest, ModelNotFound
 from constellation.models import Interaction, ModelConfig
+from constellation.streaming import Generation
+
+log = logging.getLogger(__name__)
 
 FAMILY = "qig"
 CONSTELLATION = "qig-constellation"
@@ -371,6 +377,34 @@ def record(
 
         publish_on_commit("interactions", interaction_event(item))
     return item
+
+
+_recording: set[asyncio.Task[None]] = set()  # interactions being stored after their response
+
+
+def record_after(gen: Generation, **interaction: Any) -> None:
+    """`record` an answer once its response has ended: Φ/κ from the hidden states, then the row,
+    in the sync thread, off the client's stream (the Ollama and OpenAI endpoints, whose done
+    lines carry no Φ/κ: their clients see the end of the stream ~5 ms sooner). Runs as a task
+    of the event loop with a context of its own (not the finished request's thread); a failure
+    is logged. Call from the event loop."""
+
+    def store() -> None:
+        stats = {**interaction.pop("stats"), **gen.reading()}
+        record(stats=stats, **interaction)
+
+    async def run() -> None:
+        await sync_to_async(store)()
+
+    task = asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
+    _recording.add(task)
+    task.add_done_callback(_recorded)
+
+
+def _recorded(task: asyncio.Task[None]) -> None:
+    _recording.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("storing an interaction failed", exc_info=task.exception())
 
 
 def interaction_event(item: Interaction) -> dict[str, Any]:

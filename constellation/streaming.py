@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from constellation.engine import SamplingOptions, Ticket, measure
+from constellation.engine import SamplingOptions, Ticket, measure, use_threads
 from constellation.errors import InferenceError
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # A stream's tokens reach the event loop together at most this often (the first at once): each
 # hand-over wakes the loop, which then contends with the scheduler thread for the GIL.
-FLUSH_EVERY_S = 0.01
+FLUSH_EVERY_S = 0.025
 
 
 @dataclass
@@ -84,17 +84,20 @@ class Generation:
         """Prompt and reply token ids (Ollama's `context`, to continue a conversation)."""
         return self.prompt_ids + list(self.ticket.tokens)
 
-    async def collect(self) -> tuple[str, Piece]:
+    async def collect(self, reading: bool = True) -> tuple[str, Piece]:
         """The whole text of a non-streamed generation and its final (done) piece."""
         parts: list[str] = []
         final: Piece | None = None
-        async for piece in self.pieces():
+        async for piece in self.pieces(reading):
             parts.append(piece.text)
             final = piece
         assert final is not None and final.done, "a generation ends with a done piece"
         return "".join(parts), final
 
-    async def pieces(self) -> AsyncIterator[Piece]:
+    async def pieces(self, reading: bool = True) -> AsyncIterator[Piece]:
+        """The answer's text as it comes, then a done piece with its stats: the timings, and with
+        `reading` Φ/κ too (a worker thread computes them first; without it the done piece comes
+        at once and `reading()` gives them later)."""
         tokens, ticket = self.tokens, self.ticket
         decode = self.loaded.coordizer.decode
         stops = self.options.stop
@@ -141,7 +144,10 @@ class Generation:
                 if tail:
                     yield Piece(tail)
                     sent = len(text)
-            stats = await asyncio.to_thread(self.measures, first_token_at, len(ids))
+            if reading:
+                stats = await asyncio.to_thread(self.measures, first_token_at, len(ids))
+            else:
+                stats = self.timings(first_token_at, len(ids))
             finished = True
             yield Piece("", done=True, done_reason=reason, stats=stats)
         finally:
@@ -152,6 +158,10 @@ class Generation:
     def measures(self, first_token_at: float | None, eval_count: int) -> dict[str, Any]:
         """What the answer measured until now (finished, or stopped part-way): durations, token
         counts, the route, and Φ/κ from its hidden states (blocking: call off the event loop)."""
+        return {**self.timings(first_token_at, eval_count), **self.reading()}
+
+    def timings(self, first_token_at: float | None, eval_count: int) -> dict[str, Any]:
+        """Durations, token counts and the route of the answer until now (cheap)."""
         end = time.perf_counter()
         first = first_token_at or end
         stats: dict[str, Any] = {
@@ -165,15 +175,17 @@ class Generation:
             "route": self.route,
             "kernel": self.kernel,
         }
-        stats.update(self._reading())
         return stats
 
-    def _reading(self) -> dict[str, Any]:
+    def reading(self) -> dict[str, Any]:
+        """Φ, κ and the regime of the answer's hidden states ({} for fewer than 2 tokens);
+        blocking: call off the event loop."""
         import torch
 
         hidden = self.ticket.hidden
         if not hidden:
             return {}
+        use_threads(self.loaded.scheduler.threads)  # this is a worker thread of the event loop
         states = torch.cat(hidden, dim=0)
         if states.shape[0] < 2:
             return {}

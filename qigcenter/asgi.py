@@ -1,4 +1,6 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels, one port."""
+"""ASGI entry point: HTTP through Django, websockets through Channels, one port. The inference
+API's HTTP requests take a Django handler with a middleware chain of their own
+(qigcenter/inference_http.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from django.conf import settings  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from qigcenter import embedded  # noqa: E402
+from qigcenter.inference_http import InferenceHandler, is_inference_path  # noqa: E402
+
+inference_http = InferenceHandler()
 
 router = ProtocolTypeRouter(
     {
@@ -31,7 +36,10 @@ router = ProtocolTypeRouter(
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     embedded.remember_web_loop(asyncio.get_running_loop())
-    await router(scope, receive, send)
+    if scope["type"] == "http" and is_inference_path(scope["path"]):
+        await inference_http(scope, receive, send)  # its own middleware (inference_http.py)
+    else:
+        await router(scope, receive, send)
 
 
 if settings.EMBEDDED_WORKER and os.environ.get("QIG_START_EMBEDDED_WORKER") == "1":

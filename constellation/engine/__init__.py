@@ -62,7 +62,7 @@ from .model import Adapter, KVCache, LoRABank, LoRARoute, Trunk
 from .optim import DiagonalFisher
 from .router import Route, Router, RouterConfig
 from .sampling import SamplingOptions
-from .scheduler import Scheduler, Ticket
+from .scheduler import Scheduler, Ticket, auto_threads, use_threads
 from .trainer import (
     AnchorUpdate,
     TrainConfig,
@@ -108,6 +108,7 @@ __all__ = [
     "TrunkConfig",
     "adapter_from_checkpoint",
     "as_basin",
+    "auto_threads",
     "build_corpus",
     "default_device",
     "default_guards",
@@ -133,4 +134,5 @@ __all__ = [
     "train_kernels",
     "trunk_from_checkpoint",
     "trunk_preset",
+    "use_threads",
 ]

@@ -109,10 +109,18 @@ class Constellation:
             self.trunk, self.coordizer.decode, ids, opts, mixture, self.bank, self.coordizer.eot_id
         )
 
-    def scheduler(self, max_batch: int = 8) -> Scheduler:
+    def scheduler(self, max_batch: int = 8, threads: int = 0) -> Scheduler:
         """A continuous-batching scheduler over this trunk and bank (call `.start()`); submit
-        `Request(self.coordizer.encode(text), [(kernel, 1.0)], options)` and iterate the ticket."""
-        return Scheduler(self.trunk, self.bank, self.coordizer.eot_id, max_batch, keep_hidden=True)
+        `Request(self.coordizer.encode(text), [(kernel, 1.0)], options)` and iterate the ticket.
+        `threads`: its decode steps' intra-op threads (0: PyTorch's setting)."""
+        return Scheduler(
+            self.trunk,
+            self.bank,
+            self.coordizer.eot_id,
+            max_batch,
+            keep_hidden=True,
+            threads=threads,
+        )
 
     def measure(self, chunk: StreamChunk, config: MetricsConfig | None = None) -> Reading | None:
         """Φ/κ of the hidden states a finished reply went through (None if too few tokens)."""

@@ -1,4 +1,4 @@
-"""The preallocated KV cache, and the ragged per-row caches of continuous batching."""
+"""The preallocated KV cache, and the per-row slots of continuous batching (`SlotCaches`)."""
 
 from __future__ import annotations
 
@@ -62,15 +62,41 @@ class KVCache:
     def reset(self) -> None:
         self.pos, self.pad, self.key_mask = 0, None, None
 
+    @classmethod
+    def slot(cls, shared: KVCache, index: int, max_len: int) -> KVCache:
+        """A batch-1 cache that is row `index` of `shared` (a view: what it stores lands in the
+        shared buffer), holding at most `max_len` positions."""
+        assert max_len <= shared.max_len, f"a slot holds at most {shared.max_len} positions"
+        view = cls.__new__(cls)
+        view.k, view.v = shared.k[:, index : index + 1], shared.v[:, index : index + 1]
+        view.k_layers = [view.k[i] for i in range(view.k.shape[0])]
+        view.v_layers = [view.v[i] for i in range(view.v.shape[0])]
+        view.batch, view.max_len, view.pos = 1, max_len, 0
+        view.pad, view.key_mask = None, None
+        view.index = index
+        return view
 
-class RaggedCaches:
-    """One batch-1 KVCache per row, each at its own position: the decode batch of a continuous
-    batching scheduler, where requests join and leave between steps (see scheduler.py)."""
+    index: int = -1  # the row of the shared buffer a slot view is (-1: not a view)
 
-    def __init__(self, rows: Sequence[KVCache]) -> None:
-        assert rows, "RaggedCaches needs at least one row"
-        assert all(c.batch == 1 for c in rows), "each row cache must have batch 1"
-        self.rows = list(rows)
 
-    def positions(self, device: torch.device) -> Tensor:
-        return torch.tensor([c.pos for c in self.rows], device=device)  # (B,)
+class SlotCaches:
+    """The decode batch of a continuous batching scheduler (see scheduler.py): row i's history is
+    slot i of one shared cache (rows 0..B−1, each at its own position), so a step's attention is
+    one call over the first B slots, each row masked to its own positions."""
+
+    def __init__(self, shared: KVCache, rows: Sequence[KVCache]) -> None:
+        assert rows, "SlotCaches needs at least one row"
+        assert all(row.index == i for i, row in enumerate(rows)), "row i must be slot i"
+        self.shared, self.rows = shared, list(rows)
+        dev = shared.k.device
+        self.positions = torch.tensor([row.pos for row in rows], device=dev)  # (B,)
+        self.batch = torch.arange(len(rows), device=dev)
+        self.length = max(row.pos for row in rows) + 1  # keys up to the furthest row's new one
+        for row in rows:
+            assert row.pos < row.max_len, f"KV cache full ({row.max_len} positions)"
+        keys = torch.arange(self.length, device=dev)
+        self.mask = (keys[None, :] <= self.positions[:, None])[:, None, None, :]  # (B,1,1,L)
+
+    def advance(self) -> None:
+        for row in self.rows:
+            row.pos += 1

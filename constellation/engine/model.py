@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TrunkConfig
-from .kv_cache import KVCache, RaggedCaches, cache_dtype
+from .kv_cache import KVCache, SlotCaches, cache_dtype
 from .lora import Adapter, LoRABank, LoRARoute, lora_shapes
 from .packing import PackedWeight, linear, mkldnn_packing_available
 
@@ -28,7 +28,7 @@ __all__ = [
     "LoRARoute",
     "PackedWeight",
     "RMSNorm",
-    "RaggedCaches",
+    "SlotCaches",
     "Trunk",
     "TrunkOutput",
     "cache_dtype",
@@ -95,7 +95,7 @@ class Block(nn.Module):
         cos: Tensor,  # (1 or B, T, 1, 1, hd)
         sin: Tensor,  # signed sin, same shape
         route: LoRARoute | None,
-        cache: KVCache | RaggedCaches | None,
+        cache: KVCache | SlotCaches | None,
     ) -> Tensor:
         # written for few Python-level ops: at batch 1 decode the non-matmul overhead per layer
         # is what separates a step from the weight-streaming floor
@@ -107,18 +107,16 @@ class Block(nn.Module):
         v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, hd)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
-        elif isinstance(cache, RaggedCaches):
-            assert t == 1, "ragged rows decode one token at a time"
-            ys = []
-            for i, row in enumerate(cache.rows):  # attention per row, over its own history
-                p = row.pos
-                assert p < row.max_len, f"KV cache full ({row.max_len} positions)"
-                ck, cv = row.k_layers[self.layer], row.v_layers[self.layer]  # (1, H, Tmax, hd)
-                ck[:, :, p] = k[i : i + 1, :, 0]
-                cv[:, :, p] = v[i : i + 1, :, 0]
-                qi = q[i : i + 1].to(ck.dtype)
-                ys.append(F.scaled_dot_product_attention(qi, ck[:, :, : p + 1], cv[:, :, : p + 1]))
-            y = torch.cat(ys).to(x.dtype)  # (B, H, 1, hd)
+        elif isinstance(cache, SlotCaches):
+            assert t == 1, "slot rows decode one token at a time"
+            ck = cache.shared.k_layers[self.layer][:b]  # (B, H, Tmax, hd): row i is slot i
+            cv = cache.shared.v_layers[self.layer][:b]
+            ck[cache.batch, :, cache.positions] = k[:, :, 0].to(ck.dtype)  # each at its position
+            cv[cache.batch, :, cache.positions] = v[:, :, 0].to(cv.dtype)
+            n = cache.length
+            y = F.scaled_dot_product_attention(
+                q.to(ck.dtype), ck[:, :, :n], cv[:, :, :n], attn_mask=cache.mask
+            ).to(x.dtype)  # (B, H, 1, hd)
         else:
             p = cache.pos
             assert p + t <= cache.max_len, f"KV cache full ({cache.max_len} positions)"
@@ -221,12 +219,12 @@ class Trunk(nn.Module):
         idx: Tensor,  # (B, T) long
         targets: Tensor | None = None,  # (B, T) long, -100 = ignore
         route: LoRARoute | None = None,
-        cache: KVCache | RaggedCaches | None = None,
+        cache: KVCache | SlotCaches | None = None,
         last_only: bool = False,
     ) -> TrunkOutput:
         _b, t = idx.shape
-        if isinstance(cache, RaggedCaches):
-            return self._ragged_forward(idx, route, cache)
+        if isinstance(cache, SlotCaches):
+            return self._slot_forward(idx, route, cache)
         start = cache.pos if cache is not None else 0
         assert start + t <= self.cfg.max_seq_len, (
             f"sequence of {start + t} exceeds max_seq_len {self.cfg.max_seq_len}"
@@ -256,19 +254,18 @@ class Trunk(nn.Module):
             )
         return TrunkOutput(logits=logits, hidden=hidden, loss=loss)
 
-    def _ragged_forward(
-        self, idx: Tensor, route: LoRARoute | None, caches: RaggedCaches
+    def _slot_forward(
+        self, idx: Tensor, route: LoRARoute | None, caches: SlotCaches
     ) -> TrunkOutput:
-        """One decode step (idx (B, 1)) where row i continues the sequence in caches.rows[i]."""
-        assert idx.shape == (len(caches.rows), 1), "ragged decode takes one token per row"
-        pos = caches.positions(idx.device)  # (B,)
+        """One decode step (idx (B, 1)) where row i continues the sequence in slot i."""
+        assert idx.shape == (len(caches.rows), 1), "slot decode takes one token per row"
+        pos = caches.positions  # (B,)
         cos = self.rope_cos[pos][:, None, None, None].to(self.dtype)  # (B, 1, 1, 1, hd)
         sin = self.rope_sin[pos][:, None, None, None].to(self.dtype)
         x = self.embed(idx)  # (B, 1, C)
         for block in self.blocks:
             x = block(x, cos, sin, route, caches)
-        for row in caches.rows:
-            row.pos += 1
+        caches.advance()
         hidden = self.norm(x)  # (B, 1, C)
         logits = linear(hidden, self.embed.weight, self.packed_head).float()  # (B, 1, V)
         return TrunkOutput(logits=logits, hidden=hidden)

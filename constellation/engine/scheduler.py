@@ -1,9 +1,11 @@
 """Continuous batching (DESIGN.md §4): requests join and leave the decode batch between steps.
 
-Each admitted request is prefilled alone into its own batch-1 KV cache; from then on one
-batched forward per step advances every active request together (`RaggedCaches`: linear layers
-and LoRA are batched across rows, attention runs per row over that row's own history). A request
-that finishes frees its row at once and a waiting one takes it on the next step.
+Active request i keeps its keys and values in slot i of one shared cache (max_batch slots of
+max_seq_len positions, allocated on first use). Each admitted request is prefilled alone into the
+next free slot; from then on one batched forward per step advances every active request together
+(`SlotCaches`: linear layers, LoRA and attention are batched across rows, each row's attention
+masked to its own positions). A request that finishes frees its row at once (the rows after it
+move down a slot, so rows 0..B−1 stay contiguous) and a waiting one takes it on the next step.
 
 A step costs what the direct decode loop (`generation.decode`) costs: with one active row it is
 the same forward over that row's own `KVCache`; the LoRA route (the rows' gathered adapter
@@ -16,6 +18,7 @@ Use it synchronously (`submit` + `step` / `run_until_idle`) or with the backgrou
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
@@ -26,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .generation import Request
-from .model import KVCache, LoRABank, LoRARoute, RaggedCaches, Trunk, cache_dtype
+from .model import KVCache, LoRABank, LoRARoute, SlotCaches, Trunk, cache_dtype
 from .sampling import make_generator, sample_next
 
 
@@ -98,6 +101,23 @@ class Ticket:
             yield tok
 
 
+def auto_threads() -> int:
+    """Intra-op threads for serving when none are asked for: (cores − 1) // 2, at least 1 — the
+    other cores stay with the event loop that streams the tokens and with training."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, ((cores or 1) - 1) // 2)
+
+
+def use_threads(threads: int) -> None:
+    """Run the calling thread's torch ops on `threads` intra-op threads (0: leave it as it is).
+
+    PyTorch's OpenMP thread count belongs to the thread that sets it, so a decode loop and a
+    training loop in one process each keep their own; threads that first use torch later start
+    from the last count set anywhere, so a thread that cares sets its own."""
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @dataclass
 class _Row:
     ticket: Ticket
@@ -119,12 +139,17 @@ class Scheduler:
         eot_id: int | None = None,
         max_batch: int = 8,
         keep_hidden: bool = False,
+        threads: int = 0,
     ) -> None:
+        """`threads`: intra-op threads for the decode steps of the scheduler's thread (0: leave
+        PyTorch's setting)."""
         assert max_batch >= 1, "max_batch must be ≥ 1"
+        assert threads >= 0, "threads must be ≥ 0"
         self.trunk, self.bank, self.eot_id = trunk, bank, eot_id
-        self.max_batch, self.keep_hidden = max_batch, keep_hidden
+        self.max_batch, self.keep_hidden, self.threads = max_batch, keep_hidden, threads
         self.pending: deque[Ticket] = deque()
-        self.active: list[_Row] = []
+        self.active: list[_Row] = []  # row i's cache is slot i of self._shared
+        self._shared: KVCache | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,7 +200,7 @@ class Scheduler:
         gone += [row.ticket for row in self.active if row.ticket.cancelled]
         if not gone:
             return False
-        self.active = [row for row in self.active if not row.ticket.cancelled]
+        self._keep([row for row in self.active if not row.ticket.cancelled])
         for ticket in gone:
             ticket._finish("cancelled")
         return True
@@ -190,12 +215,11 @@ class Scheduler:
         prompt = req.prompt[-(cfg.max_seq_len - 1) :]
         n = req.options.num_predict
         budget = n if n >= 0 else cfg.max_seq_len
-        cache = KVCache(
-            cfg,
-            1,
-            min(cfg.max_seq_len, len(prompt) + budget),
-            cache_dtype(self.trunk.dtype, dev),
-            dev,
+        if self._shared is None:
+            dtype = cache_dtype(self.trunk.dtype, dev)
+            self._shared = KVCache(cfg, self.max_batch, cfg.max_seq_len, dtype, dev)
+        cache = KVCache.slot(
+            self._shared, len(self.active), min(cfg.max_seq_len, len(prompt) + budget)
         )
         slot = self.bank.slots_for([req.kernels[0][0]])[0] if self.bank is not None else 0
         route = LoRARoute.for_rows(self.bank, [slot]) if self.bank is not None else None
@@ -227,13 +251,28 @@ class Scheduler:
             idx = torch.tensor([[row.last]], device=self.trunk.device)
             out = self.trunk(idx, route=route, cache=row.cache, last_only=True)
         else:
+            assert self._shared is not None
             idx = torch.tensor([[r.last] for r in rows], device=self.trunk.device)  # (B, 1)
-            out = self.trunk(idx, route=route, cache=RaggedCaches([r.cache for r in rows]))
+            caches = SlotCaches(self._shared, [r.cache for r in rows])
+            out = self.trunk(idx, route=route, cache=caches)
         if self.keep_hidden:
             hidden = out.hidden.float()  # (B, 1, C), one copy for the batch
             for i, row in enumerate(rows):
                 row.ticket.hidden.append(hidden[i])
-        self.active = [row for row in self._sample_rows(rows, out.logits[:, -1]) if row]
+        self._keep([row for row in self._sample_rows(rows, out.logits[:, -1]) if row])
+
+    def _keep(self, rows: list[_Row]) -> None:
+        """Make `rows` (in slot order) the active ones: a row whose slot is past its place moves
+        down into it (its keys and values copied; the slot it leaves is free or already moved)."""
+        for i, row in enumerate(rows):
+            if row.cache.index != i:
+                assert self._shared is not None and row.cache.index > i
+                shared, old = self._shared, row.cache
+                shared.k[:, i, :, : old.pos] = shared.k[:, old.index, :, : old.pos]
+                shared.v[:, i, :, : old.pos] = shared.v[:, old.index, :, : old.pos]
+                row.cache = KVCache.slot(shared, i, old.max_len)
+                row.cache.pos = old.pos
+        self.active = rows
 
     def _sample_rows(self, rows: list[_Row], logits: Tensor) -> list[_Row | None]:
         """Next token of every row from logits (B, V); the rows still going (None: finished).
@@ -281,6 +320,7 @@ class Scheduler:
             self._thread = None
 
     def _loop(self) -> None:
+        use_threads(self.threads)
         while self._running:
             if not self.step():
                 self._wake.wait(0.05)

@@ -135,14 +135,14 @@ def test_greedy_tokens_are_the_direct_loops_alone_and_batched(setup, monkeypatch
     """Batch 1 (the fast path over the row's own cache) and a full batch both give exactly the
     tokens of the direct decode loop `Constellation.reply` runs (`generation.decode`)."""
     trunk, bank = setup
-    ragged = []
-    original = Trunk._ragged_forward
+    batched_steps = []
+    original = Trunk._slot_forward
 
     def counting(self, *args, **kwargs):
-        ragged.append(len(args[2].rows))  # (idx, route, caches)
+        batched_steps.append(len(args[2].rows))  # (idx, route, caches)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Trunk, "_ragged_forward", counting)
+    monkeypatch.setattr(Trunk, "_slot_forward", counting)
     reqs = greedy_requests()
     direct = [generate(trunk, [r], bank=bank)[0] for r in reqs]
     assert all(len(tokens) == 9 for tokens in direct)
@@ -151,13 +151,13 @@ def test_greedy_tokens_are_the_direct_loops_alone_and_batched(setup, monkeypatch
     alone = [one.submit(r) for r in reqs]
     one.run_until_idle()
     assert [t.tokens for t in alone] == direct
-    assert ragged == []  # one row at a time: never the ragged (per-row attention) forward
+    assert batched_steps == []  # one row at a time: never the batched slot forward
 
     full = Scheduler(trunk, bank, max_batch=4)
     batched = [full.submit(r) for r in reqs]
     full.run_until_idle()
     assert [t.tokens for t in batched] == direct
-    assert ragged and max(ragged) == 4
+    assert batched_steps and max(batched_steps) == 4
 
 
 def test_the_lora_route_is_gathered_once_per_batch_composition(setup, monkeypatch):
@@ -214,3 +214,29 @@ def test_ignore_eos_rows_run_to_num_predict_like_the_direct_loop(setup):
     assert got == alone
     assert len(got) == 16
     assert eot not in got
+
+
+def test_the_scheduler_thread_decodes_on_the_threads_it_was_given(setup):
+    """The intra-op thread count is set in the scheduler's own thread (a listener runs there);
+    the thread that built the scheduler keeps its own."""
+    trunk, bank = setup
+    mine = torch.get_num_threads()
+    seen: list[int] = []
+    sched = Scheduler(trunk, bank, max_batch=2, threads=1)
+    sched.start()
+    try:
+        ticket = sched.submit(greedy_requests()[0])
+        ticket.listen(lambda token: seen.append(torch.get_num_threads()))
+        ticket.wait()
+    finally:
+        sched.stop()
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == mine
+
+
+def test_auto_threads_leave_cores_to_the_event_loop(monkeypatch):
+    from constellation.engine import scheduler
+
+    for cores, expected in [(1, 1), (2, 1), (4, 1), (8, 3), (16, 7)]:
+        monkeypatch.setattr(scheduler.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert scheduler.auto_threads() == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -42,6 +44,22 @@ def test_feedback_is_saved_on_the_interaction(dev_api, developer, anon_api) -> N
     assert item.feedback_at is not None
 
 
+def recorded(live: Serving, marker: str) -> dict:
+    """The interaction whose prompt or first message holds `marker`: stored after the response
+    has ended (serving.record_after), so it may take a moment."""
+    admin = live.signin()
+    deadline = time.monotonic() + 10
+    while True:
+        rows = admin.get("/api/v1/interactions/", params={"page_size": 200}).json()["results"]
+        for row in rows:
+            if marker in row["prompt"] or (
+                row["messages"] and marker in row["messages"][0]["content"]
+            ):
+                return row
+        assert time.monotonic() < deadline, f"no interaction for {marker!r}"
+        time.sleep(0.05)
+
+
 @pytest.mark.live
 @pytest.mark.timeout(120)
 def test_each_chat_is_recorded_with_its_route_and_measures(live: Serving) -> None:
@@ -58,11 +76,44 @@ def test_each_chat_is_recorded_with_its_route_and_measures(live: Serving) -> Non
         timeout=30,
     )
     assert reply.status_code == 200
-    admin = live.signin()
-    rows = admin.get("/api/v1/interactions/").json()["results"]
-    row = next(r for r in rows if r["messages"] and r["messages"][0]["content"] == marker)
+    row = recorded(live, marker)
+    assert row["endpoint"] == "chat"
     assert row["response"] == reply.json()["message"]["content"]
     assert row["kernel"] is not None and row["routed"][0]["distance"] is not None
     assert row["completion_tokens"] > 0 and row["total_duration_ns"] > 0
     assert row["user_agent"] == "interaction-test/1" and row["remote_addr"] == "127.0.0.1"
     assert row["phi"] is not None and row["regime"]
+
+
+@pytest.mark.live
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("path", "endpoint", "stream"),
+    [
+        ("/api/generate", "generate", True),
+        ("/api/generate", "generate", False),
+        ("/api/chat", "chat", True),
+        ("/v1/chat/completions", "openai.chat", True),
+        ("/v1/chat/completions", "openai.chat", False),
+        ("/v1/completions", "openai.completion", True),
+        ("/v1/completions", "openai.completion", False),
+    ],
+)
+def test_every_endpoint_records_its_answers(live: Serving, path, endpoint, stream) -> None:
+    marker = f"record me {endpoint} {stream} {time.monotonic_ns()}"
+    body: dict = {"model": "qig-constellation:latest", "stream": stream}
+    options = {"num_predict": 8, "ignore_eos": True}
+    if path == "/api/generate":
+        body.update(prompt=marker, options=options)
+    elif path == "/api/chat":
+        body.update(messages=[{"role": "user", "content": marker}], options=options)
+    elif path == "/v1/chat/completions":
+        body.update(messages=[{"role": "user", "content": marker}], max_tokens=8)
+    else:
+        body.update(prompt=marker, max_tokens=8)
+    with httpx.stream("POST", live.base + path, json=body, timeout=30) as response:
+        assert response.status_code == 200
+        response.read()
+    row = recorded(live, marker)
+    assert row["endpoint"] == endpoint and row["completion_tokens"] > 0
+    assert row["phi"] is not None and row["regime"]  # Φ/κ are computed after the response

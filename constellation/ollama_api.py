@@ -258,16 +258,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
             final["done_reason"] = piece.done_reason
             if not raw:
                 final["context"] = gen.context()
-            serving.record_after(
-                gen,
-                endpoint="generate",
-                model=spec.name,
-                client=client,
-                response="".join(text),
-                stats=piece.stats,
-                done_reason=piece.done_reason,
-                prompt=prompt,
-            )
+            serving.record_after(gen, "generate", spec.name, client, "".join(text), piece, prompt)
             yield {**final, **final_stats(piece.stats)}
 
     return await respond(lines(), stream, "response")
@@ -319,16 +310,8 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
                 text.append(piece.text)
                 yield {"model": spec.name, "created_at": now(), "message": message, "done": False}
                 continue
-            serving.record_after(
-                gen,
-                endpoint="chat",
-                model=spec.name,
-                client=client,
-                response="".join(text),
-                stats=piece.stats,
-                done_reason=piece.done_reason,
-                messages=messages,
-            )
+            answer = "".join(text)
+            serving.record_after(gen, "chat", spec.name, client, answer, piece, messages=messages)
             yield {
                 "model": spec.name,
                 "created_at": now(),

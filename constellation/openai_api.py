@@ -108,21 +108,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {"id": ident, "created": created, "model": spec.name, "system_fingerprint": "fp_qig"}
 
-    def record(text: str, stats: dict[str, Any], reason: str) -> None:
-        serving.record_after(
-            gen,
-            endpoint="openai.chat",
-            model=spec.name,
-            client=client,
-            response=text,
-            stats=stats,
-            done_reason=reason,
-            messages=messages,
-        )
+    record = functools.partial(
+        serving.record_after, gen, "openai.chat", spec.name, client, messages=messages
+    )
 
     if not body.get("stream"):
         text, final = await gen.collect(reading=False)
-        record(text, final.stats, final.done_reason)
+        record(text, final)
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -138,7 +130,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         first, parts = True, list[str]()
         async for piece in gen.pieces(reading=False):
             if piece.done:
-                record("".join(parts), piece.stats, piece.done_reason)
+                record("".join(parts), piece)
                 done = {"index": 0, "delta": {}, "finish_reason": finish_reason(piece.done_reason)}
                 yield {**chunk, "choices": [done]}
                 if include_usage:
@@ -171,21 +163,13 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         "object": "text_completion",
     }
 
-    def record(text: str, stats: dict[str, Any], reason: str) -> None:
-        serving.record_after(
-            gen,
-            endpoint="openai.completion",
-            model=spec.name,
-            client=client,
-            response=text,
-            stats=stats,
-            done_reason=reason,
-            prompt=prompt,
-        )
+    record = functools.partial(
+        serving.record_after, gen, "openai.completion", spec.name, client, prompt=prompt
+    )
 
     if not body.get("stream"):
         text, final = await gen.collect(reading=False)
-        record(text, final.stats, final.done_reason)
+        record(text, final)
         choice = {
             "index": 0,
             "text": text,
@@ -199,7 +183,7 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         async for piece in gen.pieces(reading=False):
             reason = finish_reason(piece.done_reason) if piece.done else None
             if piece.done:
-                record("".join(parts), piece.stats, piece.done_reason)
+                record("".join(parts), piece)
             parts.append(piece.text)
             choice = {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": reason}
             yield {**base, "choices": [choice]}

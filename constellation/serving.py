@@ -20,7 +20,7 @@ from constellation import inference, modelfile
 from constellation.engine import SamplingOptions, e8
 from constellation.inference import BadRequest, ModelNotFound
 from constellation.models import Interaction, ModelConfig
-from constellation.streaming import Generation
+from constellation.streaming import Generation, Piece
 
 log = logging.getLogger(__name__)
 
@@ -382,16 +382,25 @@ def record(
 _recording: set[asyncio.Task[None]] = set()  # interactions being stored after their response
 
 
-def record_after(gen: Generation, **interaction: Any) -> None:
-    """`record` an answer once its response has ended: Φ/κ from the hidden states, then the row,
-    in the sync thread, off the client's stream (the Ollama and OpenAI endpoints, whose done
-    lines carry no Φ/κ: their clients see the end of the stream ~5 ms sooner). Runs as a task
-    of the event loop with a context of its own (not the finished request's thread); a failure
-    is logged. Call from the event loop."""
+def record_after(
+    gen: Generation,
+    endpoint: str,
+    model: str,
+    client: Client,
+    response: str,
+    final: Piece,
+    prompt: str = "",
+    messages: list[dict[str, Any]] | None = None,
+) -> None:
+    """`record` an answer (its text and its done piece) once its response has ended: Φ/κ from
+    the hidden states, then the row, in the sync thread, off the client's stream (the Ollama and
+    OpenAI endpoints, whose done lines carry no Φ/κ: their clients see the end of the stream ~5 ms
+    sooner). Runs as a task of the event loop with a context of its own (not the finished
+    request's thread); a failure is logged. Call from the event loop."""
 
     def store() -> None:
-        stats = {**interaction.pop("stats"), **gen.reading()}
-        record(stats=stats, **interaction)
+        stats = {**final.stats, **gen.reading()}
+        record(endpoint, model, client, response, stats, final.done_reason, prompt, messages)
 
     async def run() -> None:
         await sync_to_async(store)()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import path
@@ -53,6 +54,7 @@ async def call(path: str, cookie: str = "") -> tuple[int, dict[str, str], bytes]
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    await app.wait(10)  # let the request finish (request_finished closes its DB connection)
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body
 
 
@@ -86,6 +88,7 @@ async def test_a_signed_in_browser_is_the_same_user_on_the_inference_path() -> N
         get_user_model().objects.create_user("inference-http", password="pw-1234567")
         browser = Client()
         assert browser.login(username="inference-http", password="pw-1234567")
+        connections.close_all()  # this runs in asgiref's long-lived sync thread
         return f"sessionid={browser.cookies['sessionid'].value}"
 
     cookie = await sync_to_async(sign_in)()

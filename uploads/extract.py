@@ -111,7 +111,7 @@ def decode_utf8(data: bytes, what: str = "the file") -> str:
 
 
 def _need_text(text: str, what: str) -> str:
-    if not text.strip():
+    if not text or text.isspace():  # (no stripped copy of a large text)
         raise ExtractError(f"no text: {what}")
     return text
 

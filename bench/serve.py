@@ -10,7 +10,7 @@ engine_scheduler_tokens_per_s_bs1 (one request through the continuous-batching s
 thread), scheduler_vs_direct, concurrent8_vs_single and every repeat's figures. Tokens/s count
 every generated token over the whole request (prefill and time to first token included), the
 same way for the engine; each figure is the best of its repeats. The engine runs on the
-product's intra-op threads (`QIG_INFER_THREADS`, else `auto_threads()`), as the server does."""
+product's intra-op threads (`constellation.inference.threads()`), as the server does."""
 
 from __future__ import annotations
 
@@ -105,15 +105,14 @@ class Engine:
         from constellation.engine import (
             Constellation,
             Coordizer,
-            auto_threads,
             default_inference_dtype,
             load_adapter,
             load_trunk,
             use_threads,
         )
+        from constellation.inference import threads
 
-        # the product's intra-op threads (constellation.inference.threads), here too
-        self.threads = int(os.environ.get("QIG_INFER_THREADS") or 0) or auto_threads()
+        self.threads = threads()  # the product's intra-op threads, here too
         use_threads(self.threads)
 
         self.c = Constellation(

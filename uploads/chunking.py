@@ -49,7 +49,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -194,6 +194,17 @@ def _powers(base: int, n: int) -> np.ndarray:
     return (high[:, None] * low[None, :]).ravel()[:n]
 
 
+class _Block(NamedTuple):
+    """A block's distinct units: their keys (first hash and length), their representatives'
+    byte starts and lengths and second hashes; and the group of each of the block's units."""
+
+    keys: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    second: np.ndarray
+    group: np.ndarray
+
+
 @dataclass
 class _Hasher:
     """Finds and hashes the units of a text's bytes, a block at a time (see the docstring)."""
@@ -232,10 +243,9 @@ class _Hasher:
                 return int(self.data.size)
             width *= 2
 
-    def block(self, bounds: tuple[int, int]) -> tuple[np.ndarray, ...] | None:
-        """The units of data[lo:hi] (lo is a unit start) grouped by hash: (distinct keys, their
-        representatives' byte starts and lengths, their second hashes, each unit's group) —
-        None if a unit is too long or a group disagrees on the second hash."""
+    def block(self, bounds: tuple[int, int]) -> _Block | None:
+        """The units of data[lo:hi] (lo is a unit start) grouped by hash; None if a unit is too
+        long or a group disagrees on the second hash."""
         lo, hi = bounds
         starts = np.concatenate([np.zeros(1, dtype=np.int64), self.starts(lo, hi)])
         lengths = np.diff(starts, append=hi - lo)
@@ -263,7 +273,7 @@ class _Hasher:
         if not np.array_equal(second[group], hashes[1]):
             return None
         chosen = starts[representatives]
-        return keys[representatives], chosen + lo, lengths[representatives], second, group
+        return _Block(keys[representatives], chosen + lo, lengths[representatives], second, group)
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -304,18 +314,18 @@ def _units_by_hash(text: str, raw: bytes) -> _Units | None:
     parts = [h for h in hashed if h is not None]
     if len(parts) < len(hashed):
         return None
-    keys = np.concatenate([p[0] for p in parts])
-    second = np.concatenate([p[3] for p in parts])
+    keys = np.concatenate([p.keys for p in parts])
+    second = np.concatenate([p.second for p in parts])
     order, first, group = _group(keys)  # the blocks' distinct units, merged
     chosen = order[first]
     if not np.array_equal(second[chosen][group], second):
         return None
     sequences, offset = [], 0
     for part in parts:
-        sequences.append(group[offset : offset + part[0].size][part[4]])
-        offset += part[0].size
-    starts = np.concatenate([p[1] for p in parts])[chosen].tolist()
-    lengths = np.concatenate([p[2] for p in parts])[chosen].tolist()
+        sequences.append(group[offset : offset + part.keys.size][part.group])
+        offset += part.keys.size
+    starts = np.concatenate([p.starts for p in parts])[chosen].tolist()
+    lengths = np.concatenate([p.lengths for p in parts])[chosen].tolist()
     pieces = [raw[a : a + n] for a, n in zip(starts, lengths, strict=True)]
     separator = EOT.encode("utf-8")
     groups = [

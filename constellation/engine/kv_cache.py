@@ -34,13 +34,18 @@ class KVCache:
         t = max_len or cfg.max_seq_len
         assert t <= cfg.max_seq_len, f"cache length {t} exceeds max_seq_len {cfg.max_seq_len}"
         shape = (cfg.n_layers, batch, cfg.n_heads, t, cfg.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.k_layers = [self.k[i] for i in range(cfg.n_layers)]  # per-layer views
-        self.v_layers = [self.v[i] for i in range(cfg.n_layers)]
-        self.batch, self.max_len, self.pos = batch, t, 0
+        k = torch.zeros(shape, dtype=dtype, device=device)
+        self._hold(k, torch.zeros_like(k), t)
+
+    def _hold(self, k: Tensor, v: Tensor, max_len: int, index: int = -1) -> None:
+        """Keys and values (L, B, H, T, hd) of which `max_len` positions may be filled."""
+        self.k, self.v = k, v
+        self.k_layers = [k[i] for i in range(k.shape[0])]  # per-layer views
+        self.v_layers = [v[i] for i in range(v.shape[0])]
+        self.batch, self.max_len, self.pos = k.shape[1], max_len, 0
         self.pad: Tensor | None = None  # (B,) long, None when no row is padded
         self.key_mask: Tensor | None = None  # (B, 1, 1, T_max) bool, valid keys
+        self.index = index  # the row of a shared cache this one is a view of (-1: not a view)
 
     def set_padding(self, pad: list[int]) -> None:
         assert len(pad) == self.batch, f"pad needs {self.batch} entries"
@@ -68,15 +73,9 @@ class KVCache:
         shared buffer), holding at most `max_len` positions."""
         assert max_len <= shared.max_len, f"a slot holds at most {shared.max_len} positions"
         view = cls.__new__(cls)
-        view.k, view.v = shared.k[:, index : index + 1], shared.v[:, index : index + 1]
-        view.k_layers = [view.k[i] for i in range(view.k.shape[0])]
-        view.v_layers = [view.v[i] for i in range(view.v.shape[0])]
-        view.batch, view.max_len, view.pos = 1, max_len, 0
-        view.pad, view.key_mask = None, None
-        view.index = index
+        rows = slice(index, index + 1)
+        view._hold(shared.k[:, rows], shared.v[:, rows], max_len, index)
         return view
-
-    index: int = -1  # the row of the shared buffer a slot view is (-1: not a view)
 
 
 class SlotCaches:

@@ -1,26 +1,16 @@
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client
 
 from dashboard.services import publish
 from qigcenter.asgi import application
+from tests.dashboard.ws import next_of, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def _session_cookie(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    name = settings.SESSION_COOKIE_NAME
-    return f"{name}={client.cookies[name].value}".encode()
 
 
 async def _connect(cookie: bytes | None) -> tuple[WebsocketCommunicator, bool, int | None]:
@@ -32,17 +22,6 @@ async def _connect(cookie: bytes | None) -> tuple[WebsocketCommunicator, bool, i
     return communicator, connected, code
 
 
-async def _next(
-    communicator: WebsocketCommunicator, kind: str, timeout: float = 5
-) -> dict[str, Any]:
-    """The next message of type ``kind`` (heartbeats interleave with everything else)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message: dict[str, Any] = await communicator.receive_json_from(timeout=timeout)
-            if message["type"] == kind:
-                return message
-
-
 async def test_it_closes_anonymous_connections_with_4401() -> None:
     communicator, connected, _ = await _connect(None)
     assert connected  # accepted only to be closed with a code the browser can read
@@ -51,12 +30,12 @@ async def test_it_closes_anonymous_connections_with_4401() -> None:
 
 
 async def test_it_greets_and_beats_every_second(developer) -> None:
-    communicator, connected, _ = await _connect(await sync_to_async(_session_cookie)(developer))
+    communicator, connected, _ = await _connect(await sync_to_async(session_cookie)(developer))
     assert connected
-    hello = await _next(communicator, "hello")
+    hello = await next_of(communicator, "hello")
     assert hello == {"type": "hello", "user": "dev", "topics": ["system"]}
-    first = await _next(communicator, "heartbeat")
-    second = await _next(communicator, "heartbeat", timeout=3)
+    first = await next_of(communicator, "heartbeat")
+    second = await next_of(communicator, "heartbeat", timeout=3)
     t1, t2 = (datetime.fromisoformat(m["server_time"]) for m in (first, second))
     assert 0.5 < (t2 - t1).total_seconds() < 2.0
     assert second["clients"] >= 1
@@ -64,35 +43,35 @@ async def test_it_greets_and_beats_every_second(developer) -> None:
 
 
 async def test_it_counts_connected_clients(developer) -> None:
-    cookie = await sync_to_async(_session_cookie)(developer)
+    cookie = await sync_to_async(session_cookie)(developer)
     first, _, _ = await _connect(cookie)
-    before = (await _next(first, "heartbeat"))["clients"]
+    before = (await next_of(first, "heartbeat"))["clients"]
     second, _, _ = await _connect(cookie)
-    assert (await _next(second, "heartbeat"))["clients"] == before + 1
+    assert (await next_of(second, "heartbeat"))["clients"] == before + 1
     await second.disconnect()
     await first.disconnect()
 
 
 async def test_it_delivers_published_events_to_subscribers_only(developer) -> None:
-    communicator, _, _ = await _connect(await sync_to_async(_session_cookie)(developer))
-    await _next(communicator, "hello")
+    communicator, _, _ = await _connect(await sync_to_async(session_cookie)(developer))
+    await next_of(communicator, "hello")
     await communicator.send_json_to({"type": "subscribe", "topics": ["jobs"]})
-    assert (await _next(communicator, "subscribed"))["topics"] == ["jobs", "system"]
+    assert (await next_of(communicator, "subscribed"))["topics"] == ["jobs", "system"]
 
-    assert (await _next(communicator, "event"))["payload"]["kind"] == "jobs.history"
+    assert (await next_of(communicator, "event"))["payload"]["kind"] == "jobs.history"
 
     await sync_to_async(publish)("jobs", {"id": 7, "progress": 0.5})
-    event = await _next(communicator, "event")
+    event = await next_of(communicator, "event")
     stamped = datetime.fromisoformat(event["payload"].pop("time"))  # when it was published
     assert abs((datetime.now(UTC) - stamped).total_seconds()) < 5
     assert event == {"type": "event", "topic": "jobs", "payload": {"id": 7, "progress": 0.5}}
 
     await communicator.send_json_to({"type": "unsubscribe", "topics": ["jobs"]})
-    assert (await _next(communicator, "subscribed"))["topics"] == ["system"]
+    assert (await next_of(communicator, "subscribed"))["topics"] == ["system"]
     await sync_to_async(publish)("jobs", {"id": 8})
     await sync_to_async(publish)("system", {"kind": "marker"})
     # The system event arrives and the unsubscribed jobs event never does.
-    assert (await _next(communicator, "event"))["payload"]["kind"] == "marker"
+    assert (await next_of(communicator, "event"))["payload"]["kind"] == "marker"
     await communicator.disconnect()
 
 
@@ -105,9 +84,9 @@ async def test_it_delivers_published_events_to_subscribers_only(developer) -> No
     ],
 )
 async def test_it_answers_bad_messages_with_an_error(developer, message, detail) -> None:
-    communicator, _, _ = await _connect(await sync_to_async(_session_cookie)(developer))
+    communicator, _, _ = await _connect(await sync_to_async(session_cookie)(developer))
     await communicator.send_json_to(message)
-    assert detail in (await _next(communicator, "error"))["detail"]
+    assert detail in (await next_of(communicator, "error"))["detail"]
     await communicator.disconnect()
 
 

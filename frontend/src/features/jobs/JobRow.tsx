@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { controlJob, reprioritiseJob, type JobAction } from './jobsApi';
 import { formatEta, formatNumber, formatPercent, isFinished } from './jobState';
+import { PriorityInput } from './PriorityInput';
 import type { Job } from './types';
 
 const KIND_LABELS: Record<string, string> = {
@@ -152,16 +153,7 @@ export function JobRow({ job, canControl, onChanged, compact = false }: Props) {
           <form className="job__priority" noValidate onSubmit={reprioritise}>
             <label>
               Priority
-              <input
-                className="field__input"
-                type="number"
-                min={-100}
-                max={100}
-                step={1}
-                value={priority}
-                onChange={(event) => setPriority(event.target.value)}
-                aria-label={`${label} priority`}
-              />
+              <PriorityInput value={priority} onValue={setPriority} aria-label={`${label} priority`} />
             </label>
             <button type="submit" className="button" disabled={busy !== null}>
               Set priority

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { ApiError } from '../../api/client';
 import { useUploads } from '../uploads/useUploads';
 import { FormField } from './FormField';
+import { PriorityInput } from './PriorityInput';
 import { queueJob } from './jobsApi';
 import { JOB_KINDS, type Job } from './types';
 
@@ -144,17 +145,7 @@ export function QueueJobForm({ onQueued }: Props) {
           )}
         </FormField>
         <FormField label="Job priority" help="−100…100, higher runs first." error={errors.priority}>
-          {(control) => (
-            <input
-              {...control}
-              className="field__input"
-              type="number"
-              min={-100}
-              max={100}
-              value={priority}
-              onChange={(event) => setPriority(event.target.value)}
-            />
-          )}
+          {(control) => <PriorityInput {...control} value={priority} onValue={setPriority} />}
         </FormField>
         <FormField
           label="Datasets (uploads)"

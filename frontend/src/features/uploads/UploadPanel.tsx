@@ -1,6 +1,7 @@
 import { useId, useRef, useState, type DragEvent, type FormEvent } from 'react';
 import { useSignedInUser } from '../auth/useAuth';
 import { FormField } from '../jobs/FormField';
+import { PriorityInput } from '../jobs/PriorityInput';
 import type { Job } from '../jobs/types';
 import { UploadCard } from './UploadCard';
 import { extensionOf, formatBytes } from './format';
@@ -214,18 +215,7 @@ export function UploadPanel() {
             )}
           </FormField>
           <FormField label="Priority (−100…100)">
-            {(control) => (
-              <input
-                {...control}
-                className="field__input"
-                type="number"
-                min={-100}
-                max={100}
-                step={1}
-                value={priority}
-                onChange={(event) => setPriority(event.target.value)}
-              />
-            )}
+            {(control) => <PriorityInput {...control} value={priority} onValue={setPriority} />}
           </FormField>
           {hasCsv && (
             <FormField

@@ -15,7 +15,8 @@ docs, 4 MB): paragraphs drawn at random (seed 0), each with a few fresh identifi
 hexadecimal words) so that the vocabulary of the file keeps growing as real text's does instead
 of repeating a closed set of words. The context line reports the share of distinct units, and
 `tokenise_str_path_s`: the same text tokenised again through the str path (`re.split` and a dict,
-the fallback of uploads/chunking.py), side by side with the byte-hash path that `tokenise_s` times.
+the fallback of constellation/engine/bulk_encode.py), side by side with the byte-hash path that
+`tokenise_s` times.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from constellation.engine import Coordizer, CoordizerConfig, CorpusConfig, build_corpus, e8
+from constellation.engine import (
+    Coordizer,
+    CoordizerConfig,
+    CorpusConfig,
+    build_corpus,
+    bulk_encode,
+    e8,
+)
 from constellation.engine.router import Router
 from uploads import chunking
 from uploads.extract import extract
@@ -83,13 +91,11 @@ def main() -> None:
         cpu = time.process_time() - cpu0
         # side by side: the same text tokenised through the str path (the fallback)
         t5 = time.perf_counter()
-        by_str = chunking._tokenise_units(
-            chunking._prepare(coordizer), *chunking._units_by_str(extracted.text)
-        )
+        by_str = bulk_encode.encode(coordizer, extracted.text, path="str")
         str_s = time.perf_counter() - t5
-        assert by_str is not None and by_str.size == chunks.n_tokens
+        assert by_str.size == chunks.n_tokens
     elapsed = t4 - t1
-    units = chunking._UNIT_BOUNDARY.split(extracted.text[:10_000_000])
+    units = bulk_encode.UNIT_BOUNDARY.split(extracted.text[:10_000_000])
     emit(
         {
             "mb_per_s": round(size / 1e6 / elapsed, 2),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from . import bulk_encode
 from .geometry import BASIN_DIM, Array, as_basin, geodesic
 
 EOT = "<|endoftext|>"
@@ -68,6 +69,10 @@ class Coordizer:
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text).ids)
+
+    def encode_large(self, text: str) -> np.ndarray:
+        """`encode(text)` as int64 ids, fast on large texts (each distinct word tokenised once)."""
+        return bulk_encode.encode(self, text)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [list(e.ids) for e in self.tokenizer.encode_batch(list(texts))]

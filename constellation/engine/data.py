@@ -64,20 +64,25 @@ class TokenStream:
 
     @classmethod
     def from_examples(
-        cls, examples: Iterable[Example], encode: Callable[[str], list[int]], eot_id: int
+        cls,
+        examples: Iterable[Example],
+        encode: Callable[[str], Sequence[int] | np.ndarray],
+        eot_id: int,
     ) -> TokenStream:
-        ids: list[int] = []
-        mask: list[bool] = []
+        """`encode` returns a piece's ids as a list or an array (`Coordizer.encode_large`)."""
+        parts: list[np.ndarray] = []
+        counted: list[bool] = []  # per part: its tokens are training targets
+        eot = np.array([eot_id], dtype=np.int64)
         for ex in examples:
             for text, counts in _pieces(ex):
-                toks = encode(text)
-                ids += toks
-                mask += [counts] * len(toks)
-            ids.append(eot_id)
-            mask.append(True)
-        if not ids:
+                parts.append(np.asarray(encode(text), dtype=np.int64))
+                counted.append(counts)
+            parts.append(eot)
+            counted.append(True)
+        if not parts:
             raise ValueError("examples: no tokens")
-        return cls(np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=bool))
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        return cls(np.concatenate(parts), np.repeat(np.asarray(counted, dtype=bool), lengths))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

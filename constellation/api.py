@@ -7,8 +7,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from constellation.interactions import give_feedback
 from constellation.models import Feedback, Interaction, Kernel
-from constellation.serving import give_feedback
 
 
 class KernelSerializer(serializers.ModelSerializer):

@@ -3,10 +3,10 @@
 `ConversationViewSet` (`/api/v1/conversations/`) lists, creates, renames and deletes a user's
 own conversations. `chat` (`POST /api/v1/chat/`) answers one message in a conversation with the
 trained constellation: the conversation's earlier turns and the new message become the prompt
-(`serving.chat_prompt`), tokens are streamed as they are generated, and the turn is stored as an
-`Interaction` with what routed and measured it. A client that goes away (the Stop button) frees
-its scheduler row at once; what was generated until then is stored with `done_reason:
-"cancelled"`. See docs/inference.md, "Chat".
+(`prompts.chat_prompt`), `serving.answer` admits it, tokens are streamed as they are generated,
+and the turn is stored as an `Interaction` with what routed and measured it (`Answer.turn`). A
+client that goes away (the Stop button) frees its scheduler row at once; what was generated until
+then is stored with `done_reason: "cancelled"`. See docs/inference.md, "Chat".
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -29,10 +28,14 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request as DrfRequest
 
-from constellation import inference, serving
+from constellation import catalog, prompts, serving
 from constellation.engine import e8
-from constellation.inference import BadRequest, Generation, InferenceError
+from constellation.errors import BadRequest, ContextTooLong, InferenceError, Unavailable
+from constellation.inference import parse_keep_alive
+from constellation.interactions import Asked, Client
 from constellation.models import Conversation, Interaction
+from constellation.protocol import client_of, json_object
+from constellation.published import bootstrap_progress, has_model
 
 NDJSON = "application/x-ndjson"
 DEFAULT_MODEL = "qig-constellation:latest"
@@ -188,14 +191,7 @@ def authenticate(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
 def parse(request: HttpRequest) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest("expected a JSON body (Content-Type: application/json)")
-    try:
-        body = json.loads(request.body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest("invalid request body: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"invalid JSON in request body: {exc.msg} (line {exc.lineno})") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid request body: expected a JSON object")
+    body = json_object(request.body, "invalid JSON in request body: {msg} (line {lineno})")
     content = body.get("content")
     if not isinstance(content, str):
         raise BadRequest("content: required, a string (the message to answer)")
@@ -244,54 +240,28 @@ def summary(conversation: Conversation) -> dict[str, Any]:
     return conversation_summary(conversation, 2 * conversation.interactions.count())
 
 
-def store(
-    conversation: Conversation,
-    spec: serving.ModelSpec,
-    client: serving.Client,
-    text: str,
-    stats: dict[str, Any],
-    done_reason: str,
-    prompt: str,
-    messages: list[dict[str, Any]],
-) -> Interaction:
-    """The turn and the conversation's new activity time, in one transaction."""
-    with transaction.atomic():
-        item = serving.record(
-            ENDPOINT, spec.name, client, text, stats, done_reason, prompt, messages
-        )
-        item.conversation = conversation
-        item.save(update_fields=["conversation"])
-        conversation.save(update_fields=["updated_at"])
-    return item
-
-
-def partial_stats(gen: Generation, first_token_at: float | None) -> dict[str, Any]:
-    """The measures of a generation that did not finish (cancelled or failed), taken now."""
-    return gen.measures(first_token_at, len(gen.context()) - gen.prompt_tokens)
-
-
 async def start(
-    spec: serving.ModelSpec, past: list[dict[str, str]], content: str, options: Any
-) -> tuple[Generation, str, list[dict[str, str]]]:
+    spec: catalog.ModelSpec,
+    past: list[dict[str, str]],
+    content: str,
+    options: Any,
+    client: Client,
+) -> serving.Answer:
     """Admit the turn; the oldest turns are left out while the prompt does not fit the context."""
-    opts, num_ctx = serving.sampling_options(spec, options)
-    keep_alive = inference.parse_keep_alive(None)
-    if not await asyncio.to_thread(inference.has_model):  # the database in this request's thread
-        progress = await sync_to_async(inference.bootstrap_progress)()
-        raise inference.Unavailable(f"no trained model yet: {progress}")
+    sampling = prompts.sampling_options(spec, options)
+    keep_alive = parse_keep_alive(None)
+    if not await asyncio.to_thread(has_model):  # the database in this request's thread
+        raise Unavailable(f"no trained model yet: {await sync_to_async(bootstrap_progress)()}")
     while True:
         messages = [*past, {"role": "user", "content": content}]
-        prompt = serving.chat_prompt(spec, messages)
+        prompt = prompts.chat_prompt(spec, messages)
+        asked = Asked(ENDPOINT, client, prompt, messages)
         try:
-            gen = await inference.service().start(
-                prompt, opts, keep_alive, spec.kernel, spec.preset, num_ctx
-            )
-        except BadRequest as exc:
-            if past and "exceeds the context length" in exc.message:
-                past = past[2:]
-                continue
-            raise
-        return gen, prompt, messages
+            return await serving.answer(spec, prompt, sampling, keep_alive, asked)
+        except ContextTooLong:
+            if not past:
+                raise
+            past = past[2:]
 
 
 @csrf_exempt  # CSRF is checked for session authentication, as in the REST API
@@ -306,25 +276,21 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
         return detail("Authentication credentials were not provided.", 401)
     try:
         body = parse(request)
-        spec = await sync_to_async(serving.resolve)(body["model"])
+        spec = await sync_to_async(catalog.resolve)(body["model"])
         conversation = None
         if body["conversation"] is not None:
             conversation = await sync_to_async(own_conversation)(user, body["conversation"])
             if conversation is None:
                 return detail(f"conversation {body['conversation']} not found", 404)
         past = await sync_to_async(history)(conversation)
-        gen, prompt, messages = await start(spec, past, body["content"], body["options"])
+        client = client_of(request, user)
+        answer = await start(spec, past, body["content"], body["options"], client)
     except InferenceError as exc:
         return detail(exc.message, exc.status)
     if conversation is None:
         conversation = await sync_to_async(new_conversation)(user, body["content"])
-    client = serving.Client(
-        user_id=user.pk,
-        user_agent=request.headers.get("User-Agent", ""),
-        remote_addr=request.META.get("REMOTE_ADDR", "") or "",
-    )
     return StreamingHttpResponse(
-        answer(gen, conversation, spec, client, prompt, messages),
+        turn_lines(answer, conversation),
         content_type=NDJSON,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -334,47 +300,17 @@ def line(data: dict[str, Any]) -> bytes:
     return (json.dumps(data) + "\n").encode()
 
 
-async def answer(
-    gen: Generation,
-    conversation: Conversation,
-    spec: serving.ModelSpec,
-    client: serving.Client,
-    prompt: str,
-    messages: list[dict[str, Any]],
-) -> AsyncIterator[bytes]:
+async def turn_lines(answer: serving.Answer, conversation: Conversation) -> AsyncIterator[bytes]:
+    """The conversation, each token, then the stored turn (or the error, the turn kept)."""
     yield line({"type": "conversation", "conversation": await sync_to_async(summary)(conversation)})
-    text: list[str] = []
-    first_token_at: float | None = None
-    stored = False
-
-    async def keep(stats: dict[str, Any], reason: str) -> Interaction:
-        nonlocal stored
-        stored = True
-        saving = sync_to_async(store)(
-            conversation, spec, client, "".join(text), stats, reason, prompt, messages
-        )
-        # Shielded: a second cancellation (the server shutting down) must not lose the turn.
-        return await asyncio.shield(saving)
-
     try:
-        async for piece in gen.pieces():
-            if not piece.done:
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                text.append(piece.text)
-                yield line({"type": "token", "content": piece.text})
-                continue
-            item = await keep(piece.stats, piece.done_reason)
-            yield line({"type": "done", "message": assistant_message(item)})
-    except (asyncio.CancelledError, GeneratorExit):
-        # The client went away (the Stop button): `pieces()` has freed the row already.
-        if not stored:
-            stats = await asyncio.to_thread(partial_stats, gen, first_token_at)
-            await keep(stats, "cancelled")
-        raise
-    except Exception as exc:  # the status is sent: the error goes in the stream, the turn kept
+        async with aclosing(answer.turn(conversation)) as pieces:
+            async for piece in pieces:
+                if not piece.done:
+                    yield line({"type": "token", "content": piece.text})
+                    continue
+                assert answer.interaction is not None, "a turn is stored before its done piece"
+                yield line({"type": "done", "message": assistant_message(answer.interaction)})
+    except Exception as exc:  # the status is sent: the error goes in the stream
         message = exc.message if isinstance(exc, InferenceError) else f"internal error: {exc}"
-        if not stored:
-            stats = await asyncio.to_thread(partial_stats, gen, first_token_at)
-            await keep(stats, "error")
         yield line({"type": "error", "error": message})

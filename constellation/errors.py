@@ -18,6 +18,16 @@ class BadRequest(InferenceError):
     status = 400
 
 
+class ContextTooLong(BadRequest):
+    """The prompt does not fit the context window: `tokens` ≥ `window`."""
+
+    def __init__(self, tokens: int, window: int) -> None:
+        super().__init__(
+            f"the input length ({tokens} tokens) exceeds the context length ({window})"
+        )
+        self.tokens, self.window = tokens, window
+
+
 class ModelNotFound(InferenceError):
     status = 404
 

@@ -10,14 +10,14 @@ Async callers get a `streaming.Generation`: tokens handed over by the scheduler 
 (``loop.call_soon_threadsafe``, batched), decoded into pieces; a request whose client goes away
 is cancelled and its scheduler row freed at the next step.
 
-This module is the service (loading, keep_alive, admission); it re-exports what its callers use
-from `constellation.errors` (the expected failures), `constellation.published` (what is on disk)
-and `constellation.streaming` (`Generation`, `Piece`), so `constellation.inference.X` keeps working.
+This module is the service: loading, keep_alive, admission. What is on disk is
+`constellation.published`; the expected failures are `constellation.errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,47 +36,16 @@ from constellation.engine import (
     load_adapter,
     load_trunk,
 )
-from constellation.errors import BadRequest, Busy, InferenceError, ModelNotFound, Unavailable
+from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
 from constellation.published import (
-    ModelFiles,
     bootstrap_progress,
     fingerprint,
     has_model,
     kernel_adapter_dirs,
-    model_files,
     models_dir,
-    safetensors_summary,
 )
-from constellation.streaming import FLUSH_EVERY_S, Generation, Piece
+from constellation.streaming import Generation
 from qigcenter.env import env_int
-
-__all__ = [
-    "DEFAULT_KEEP_ALIVE_S",
-    "FLUSH_EVERY_S",
-    "FOREVER",
-    "BadRequest",
-    "Busy",
-    "Generation",
-    "InferenceError",
-    "InferenceService",
-    "Loaded",
-    "ModelFiles",
-    "ModelNotFound",
-    "Piece",
-    "Unavailable",
-    "bootstrap_progress",
-    "expiry",
-    "fingerprint",
-    "has_model",
-    "kernel_adapter_dirs",
-    "max_batch",
-    "max_queue",
-    "model_files",
-    "models_dir",
-    "parse_keep_alive",
-    "safetensors_summary",
-    "service",
-]
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 FOREVER = None  # an expiry of None: never unloaded
@@ -142,8 +111,6 @@ def parse_keep_alive(value: Any) -> float | None:
 
 
 def _duration(text: str) -> float:
-    import re
-
     text = text.strip()
     try:
         return float(text)
@@ -296,9 +263,7 @@ class InferenceService:
             raise BadRequest("context: token id outside the vocabulary")
         window = min(num_ctx or loaded.context_length, loaded.context_length)
         if len(ids) >= window:
-            raise BadRequest(
-                f"the input length ({len(ids)} tokens) exceeds the context length ({window})"
-            )
+            raise ContextTooLong(len(ids), window)
         route: list[dict[str, Any]]
         if kernel is not None:
             route = [{"kernel": kernel, "role": e8.role_of(kernel).value, "distance": None}]

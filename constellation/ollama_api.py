@@ -1,6 +1,7 @@
 """Ollama-shaped endpoints (`/`, `/api/*`). Open on loopback like Ollama; behind QIG_API_KEY
-beyond it. Thin: parse and check the request, call `serving`/`inference`, shape the answer.
-Domain errors become `{"error": ...}` with Ollama's status codes in `ollama_view`."""
+beyond it. Thin: parse and check the request, call `serving.answer` (or `catalog`, `inference`
+for the rest), shape the answer. Domain errors become `{"error": ...}` with Ollama's status codes
+in `ollama_view`."""
 
 from __future__ import annotations
 
@@ -21,8 +22,12 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 import qigcenter
-from constellation import inference, serving
-from constellation.inference import BadRequest, InferenceError
+from constellation import catalog, prompts, serving
+from constellation.errors import BadRequest, InferenceError
+from constellation.inference import parse_keep_alive, service
+from constellation.interactions import Asked
+from constellation.protocol import client_of, embedding_input, read_json
+from constellation.published import model_files
 from qigcenter.access import ollama_access
 
 NDJSON = "application/x-ndjson"
@@ -51,22 +56,6 @@ def ollama_view(*methods: str) -> Callable[..., Any]:
     return wrap
 
 
-def read_json(request: HttpRequest, required: bool = True) -> dict[str, Any]:
-    if not request.body:
-        if required:
-            raise BadRequest("missing request body")
-        return {}
-    try:
-        body = json.loads(request.body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest("invalid request body: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"invalid character in request body: {exc.msg}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid request body: expected a JSON object")
-    return body
-
-
 def field(
     body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None
 ) -> Any:
@@ -76,14 +65,6 @@ def field(
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise BadRequest(f"invalid value for field {name!r}: {json.dumps(value)[:80]}")
     return value
-
-
-def client_of(request: HttpRequest, user: Any) -> serving.Client:
-    return serving.Client(
-        user_id=user.pk if user is not None and user.is_authenticated else None,
-        user_agent=request.headers.get("User-Agent", ""),
-        remote_addr=request.META.get("REMOTE_ADDR", "") or "",
-    )
 
 
 async def ndjson(lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
@@ -106,17 +87,17 @@ async def version(request: HttpRequest) -> JsonResponse:
 
 @ollama_view("GET", "HEAD")
 async def tags(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": await sync_to_async(serving.tags)()})
+    return JsonResponse({"models": await sync_to_async(catalog.tags)()})
 
 
 @ollama_view("GET")
 async def ps(request: HttpRequest) -> JsonResponse:
-    loaded = inference.service().ps()
+    loaded = service().ps()
     if loaded is None:
         return JsonResponse({"models": []})
-    files = await sync_to_async(inference.model_files)()
+    files = await sync_to_async(model_files)()
     expires = (
-        serving.iso(loaded.expires_at)
+        catalog.iso(loaded.expires_at)
         if loaded.expires_at is not None
         else dt.datetime(2318, 1, 1, tzinfo=dt.UTC).isoformat()  # Ollama's "forever"
     )
@@ -124,12 +105,12 @@ async def ps(request: HttpRequest) -> JsonResponse:
     entry = {
         "size": loaded.size_bytes,
         "digest": files.digest if files else "",
-        "details": serving.details(files),
+        "details": catalog.details(files),
         "expires_at": expires,
         "size_vram": loaded.size_bytes if on_gpu else 0,
         "context_length": loaded.context_length,
     }
-    names = [f"{serving.CONSTELLATION}:{tag}" for tag in serving.PRESET_TAGS]
+    names = [f"{catalog.CONSTELLATION}:{tag}" for tag in catalog.PRESET_TAGS]
     return JsonResponse({"models": [{"name": n, "model": n, **entry} for n in names]})
 
 
@@ -139,15 +120,15 @@ async def show(request: HttpRequest) -> JsonResponse:
     name = body.get("model") or body.get("name")
     if not name:
         raise BadRequest("model is required")
-    spec = await serving.aresolve(name)
-    return JsonResponse(await sync_to_async(serving.show)(spec))
+    spec = await catalog.aresolve(name)
+    return JsonResponse(await sync_to_async(catalog.show)(spec))
 
 
 @ollama_view("POST")
 async def create(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
     name = body.get("model") or body.get("name")
-    await sync_to_async(serving.create)(
+    await sync_to_async(catalog.create)(
         name,
         body.get("modelfile"),
         **{k: body.get(k) for k in ("from", "parameters", "system", "template")},
@@ -165,14 +146,14 @@ async def create(request: HttpRequest) -> HttpResponseBase:
 @ollama_view("POST")
 async def copy(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
-    await sync_to_async(serving.copy)(body.get("source"), body.get("destination"))
+    await sync_to_async(catalog.copy)(body.get("source"), body.get("destination"))
     return HttpResponse(status=200)
 
 
 @ollama_view("DELETE")
 async def delete(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
-    await sync_to_async(serving.delete)(body.get("model") or body.get("name"))
+    await sync_to_async(catalog.delete)(body.get("model") or body.get("name"))
     return HttpResponse(status=200)
 
 
@@ -204,25 +185,51 @@ def final_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: stats[k] for k in keys}
 
 
+def content(text: str, chat: bool) -> dict[str, Any]:
+    """A line's text: `message` for /api/chat, `response` for /api/generate."""
+    return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+
+
 async def _load_only(model: str, keep_alive: float | None, chat: bool) -> JsonResponse:
-    reason = await inference.service().load(keep_alive)
-    body: dict[str, Any] = {
-        "model": model,
-        "created_at": now(),
-        "done": True,
-        "done_reason": reason,
-    }
-    if chat:
-        body["message"] = {"role": "assistant", "content": ""}
-    else:
-        body["response"] = ""
-    return JsonResponse(body)
+    reason = await service().load(keep_alive)
+    body = {"model": model, "created_at": now(), "done": True, "done_reason": reason}
+    return JsonResponse({**body, **content("", chat)})
+
+
+async def answer_lines(
+    answer: serving.Answer, chat: bool, context: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Ollama's lines of an answer: one per piece, the last with the outcome and the timings
+    (and with `context`, the token ids that continue it)."""
+    async for piece in answer.pieces():
+        line = {"model": answer.spec.name, "created_at": now(), **content(piece.text, chat)}
+        line["done"] = piece.done
+        if piece.done:
+            line["done_reason"] = piece.done_reason
+            if context:
+                line["context"] = answer.context()
+            line.update(final_stats(piece.stats))
+        yield line
+
+
+async def respond(
+    lines: AsyncIterator[dict[str, Any]], stream: bool, chat: bool
+) -> HttpResponseBase:
+    """The lines as NDJSON, or (`stream: false`) the last line with the whole text."""
+    if stream:
+        return StreamingHttpResponse(ndjson(lines), content_type=NDJSON)
+    parts: list[str] = []
+    last: dict[str, Any] = {}
+    async for line in lines:
+        parts.append(line["message"]["content"] if chat else line["response"])
+        last = line
+    return JsonResponse({**last, **content("".join(parts), chat)})
 
 
 @ollama_view("POST")
 async def generate(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
-    spec = await serving.aresolve(body.get("model", ""))
+    spec = await catalog.aresolve(body.get("model", ""))
     for name in ("prompt", "suffix", "system", "template"):
         field(body, name, str)
     raw, stream = field(body, "raw", bool, False), field(body, "stream", bool, True)
@@ -231,55 +238,14 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
         raise BadRequest("invalid value for field 'context': expected a list of integers")
     if raw and (body.get("template") or body.get("system") or context):
         raise BadRequest("raw mode does not support template, system, or context")
-    keep_alive = inference.parse_keep_alive(body.get("keep_alive"))
-    opts, num_ctx = serving.sampling_options(spec, body.get("options"))
+    keep_alive = parse_keep_alive(body.get("keep_alive"))
+    sampling = prompts.sampling_options(spec, body.get("options"))
     if not body.get("prompt") and not context:
         return await _load_only(spec.name, keep_alive, chat=False)
-    prompt = serving.generate_prompt(spec, body)
-    gen = await inference.service().start(
-        prompt, opts, keep_alive, spec.kernel, spec.preset, num_ctx, context
-    )
-    user = await request.auser()
-    client = client_of(request, user)
-
-    async def lines() -> AsyncIterator[dict[str, Any]]:
-        text = []
-        async for piece in gen.pieces(reading=False):
-            if not piece.done:
-                text.append(piece.text)
-                yield {
-                    "model": spec.name,
-                    "created_at": now(),
-                    "response": piece.text,
-                    "done": False,
-                }
-                continue
-            final = {"model": spec.name, "created_at": now(), "response": "", "done": True}
-            final["done_reason"] = piece.done_reason
-            if not raw:
-                final["context"] = gen.context()
-            serving.record_after(gen, "generate", spec.name, client, "".join(text), piece, prompt)
-            yield {**final, **final_stats(piece.stats)}
-
-    return await respond(lines(), stream, "response")
-
-
-async def respond(lines: AsyncIterator[dict[str, Any]], stream: bool, key: str) -> HttpResponseBase:
-    if stream:
-        return StreamingHttpResponse(ndjson(lines), content_type=NDJSON)
-    parts: list[str] = []
-    last: dict[str, Any] = {}
-    async for line in lines:
-        if key == "response":
-            parts.append(line["response"])
-        else:
-            parts.append(line["message"]["content"])
-        last = line
-    if key == "response":
-        last["response"] = "".join(parts)
-    else:
-        last["message"] = {"role": "assistant", "content": "".join(parts)}
-    return JsonResponse(last)
+    prompt = prompts.generate_prompt(spec, body)
+    asked = Asked("generate", client_of(request, await request.auser()), prompt=prompt)
+    answer = await serving.answer(spec, prompt, sampling, keep_alive, asked, context)
+    return await respond(answer_lines(answer, chat=False, context=not raw), stream, chat=False)
 
 
 @ollama_view("POST")
@@ -287,58 +253,29 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
     if not body.get("model"):
         raise BadRequest("model is required")
-    spec = await serving.aresolve(body["model"])
-    messages = serving.check_messages(body.get("messages"))
+    spec = await catalog.aresolve(body["model"])
+    messages = prompts.check_messages(body.get("messages"))
     field(body, "tools", list)
     stream = field(body, "stream", bool, True)
-    keep_alive = inference.parse_keep_alive(body.get("keep_alive"))
-    opts, num_ctx = serving.sampling_options(spec, body.get("options"))
+    keep_alive = parse_keep_alive(body.get("keep_alive"))
+    sampling = prompts.sampling_options(spec, body.get("options"))
     if not messages:
         return await _load_only(spec.name, keep_alive, chat=True)
-    prompt = serving.chat_prompt(spec, messages)
-    gen = await inference.service().start(
-        prompt, opts, keep_alive, spec.kernel, spec.preset, num_ctx
-    )
-    user = await request.auser()
-    client = client_of(request, user)
-
-    async def lines() -> AsyncIterator[dict[str, Any]]:
-        text = []
-        async for piece in gen.pieces(reading=False):
-            message = {"role": "assistant", "content": piece.text}
-            if not piece.done:
-                text.append(piece.text)
-                yield {"model": spec.name, "created_at": now(), "message": message, "done": False}
-                continue
-            answer = "".join(text)
-            serving.record_after(gen, "chat", spec.name, client, answer, piece, messages=messages)
-            yield {
-                "model": spec.name,
-                "created_at": now(),
-                "message": message,
-                "done": True,
-                "done_reason": piece.done_reason,
-                **final_stats(piece.stats),
-            }
-
-    return await respond(lines(), stream, "message")
+    prompt = prompts.chat_prompt(spec, messages)
+    asked = Asked("chat", client_of(request, await request.auser()), messages=messages)
+    answer = await serving.answer(spec, prompt, sampling, keep_alive, asked)
+    return await respond(answer_lines(answer, chat=True, context=False), stream, chat=True)
 
 
 # ---- embeddings --------------------------------------------------------------------------------
 @ollama_view("POST")
 async def embed(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    spec = await serving.aresolve(body.get("model", ""))
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if texts is None:
-        texts = []
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise BadRequest("invalid input type")
-    keep_alive = inference.parse_keep_alive(body.get("keep_alive"))
+    spec = await catalog.aresolve(body.get("model", ""))
+    texts = embedding_input(body.get("input"), "invalid input type", allow_empty=True)
+    keep_alive = parse_keep_alive(body.get("keep_alive"))
     started = dt.datetime.now()
-    vectors, tokens, load_ns = await inference.service().embed(texts, keep_alive)
+    vectors, tokens, load_ns = await service().embed(texts, keep_alive)
     total = int((dt.datetime.now() - started).total_seconds() * 1e9)
     return JsonResponse(
         {
@@ -354,11 +291,9 @@ async def embed(request: HttpRequest) -> JsonResponse:
 @ollama_view("POST")
 async def embeddings(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    await serving.aresolve(body.get("model", ""))
+    await catalog.aresolve(body.get("model", ""))
     prompt = field(body, "prompt", str, "")
     if not prompt:
         return JsonResponse({"embedding": []})
-    vectors, _, _ = await inference.service().embed(
-        [prompt], inference.parse_keep_alive(body.get("keep_alive"))
-    )
+    vectors, _, _ = await service().embed([prompt], parse_keep_alive(body.get("keep_alive")))
     return JsonResponse({"embedding": vectors[0]})

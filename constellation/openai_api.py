@@ -1,4 +1,5 @@
-"""OpenAI-compatible endpoints (`/v1/*`) over the same service as the Ollama ones."""
+"""OpenAI-compatible endpoints (`/v1/*`) over the same service as the Ollama ones: each turns its
+request into `serving.answer`'s terms and the answer into OpenAI's shapes."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from django.http import (
 )
 from django.views.decorators.csrf import csrf_exempt
 
-from constellation import inference, serving
-from constellation.inference import BadRequest, Generation, InferenceError
-from constellation.ollama_api import client_of, read_json
+from constellation import catalog, prompts, serving
+from constellation.errors import BadRequest, InferenceError, ModelNotFound
+from constellation.inference import DEFAULT_KEEP_ALIVE_S, service
+from constellation.interactions import Asked
+from constellation.protocol import client_of, embedding_input, read_json
+from constellation.published import model_files
+from constellation.streaming import Piece
 from qigcenter.access import ollama_access
 
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
@@ -70,16 +75,20 @@ def finish_reason(done_reason: str) -> str:
     return "length" if done_reason == "length" else "stop"
 
 
-async def _start(
-    request: HttpRequest, body: dict[str, Any], prompt_of: Callable[[serving.ModelSpec], str]
-) -> tuple[serving.ModelSpec, Generation, str]:
-    spec = await serving.aresolve(body.get("model", ""))
-    opts, num_ctx = serving.sampling_options(spec, options_of(body))
+async def _answer(
+    request: HttpRequest,
+    body: dict[str, Any],
+    endpoint: str,
+    prompt_of: Callable[[catalog.ModelSpec], str],
+    messages: list[dict[str, Any]] | None = None,
+) -> serving.Answer:
+    """Admit a completion; its interaction keeps a chat's `messages`, else the prompt."""
+    spec = await catalog.aresolve(body.get("model", ""))
+    sampling = prompts.sampling_options(spec, options_of(body))
     prompt = prompt_of(spec)
-    gen = await inference.service().start(
-        prompt, opts, inference.DEFAULT_KEEP_ALIVE_S, spec.kernel, spec.preset, num_ctx
-    )
-    return spec, gen, prompt
+    client = client_of(request, await request.auser())
+    asked = Asked(endpoint, client, "" if messages else prompt, messages)
+    return await serving.answer(spec, prompt, sampling, DEFAULT_KEEP_ALIVE_S, asked)
 
 
 def usage(stats: dict[str, Any]) -> dict[str, int]:
@@ -97,40 +106,39 @@ async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def whole(base: dict[str, Any], final: Piece, **choice: Any) -> JsonResponse:
+    """A non-streamed completion: its one choice and the usage."""
+    choice = {"index": 0, **choice, "finish_reason": finish_reason(final.done_reason)}
+    return JsonResponse({**base, "choices": [choice], "usage": usage(final.stats)})
+
+
 @openai_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
-    messages = serving.check_messages(body.get("messages"))
+    messages = prompts.check_messages(body.get("messages"))
     if not messages:
         raise BadRequest("[] is too short - 'messages'")
-    spec, gen, _ = await _start(request, body, lambda s: serving.chat_prompt(s, messages))
-    client = client_of(request, await request.auser())
-    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    base = {"id": ident, "created": created, "model": spec.name, "system_fingerprint": "fp_qig"}
-
-    record = functools.partial(
-        serving.record_after, gen, "openai.chat", spec.name, client, messages=messages
+    answer = await _answer(
+        request, body, "openai.chat", lambda spec: prompts.chat_prompt(spec, messages), messages
     )
-
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    base = {
+        "id": ident,
+        "created": created,
+        "model": answer.spec.name,
+        "system_fingerprint": "fp_qig",
+    }
     if not body.get("stream"):
-        text, final = await gen.collect(reading=False)
-        record(text, final)
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish_reason(final.done_reason),
-        }
-        return JsonResponse(
-            {**base, "object": "chat.completion", "choices": [choice], "usage": usage(final.stats)}
-        )
+        text, final = await answer.collect()
+        message = {"role": "assistant", "content": text}
+        return whole({**base, "object": "chat.completion"}, final, message=message)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         chunk = {**base, "object": "chat.completion.chunk"}
-        first, parts = True, list[str]()
-        async for piece in gen.pieces(reading=False):
+        first = True
+        async for piece in answer.pieces():
             if piece.done:
-                record("".join(parts), piece)
                 done = {"index": 0, "delta": {}, "finish_reason": finish_reason(piece.done_reason)}
                 yield {**chunk, "choices": [done]}
                 if include_usage:
@@ -139,7 +147,6 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             delta: dict[str, Any] = {"content": piece.text}
             if first:
                 delta["role"], first = "assistant", False
-            parts.append(piece.text)
             yield {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
 
     return StreamingHttpResponse(sse(events()), content_type="text/event-stream")
@@ -153,38 +160,21 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise BadRequest("prompt: expected a string")
-    spec, gen, _ = await _start(request, body, lambda s: prompt)
-    client = client_of(request, await request.auser())
+    answer = await _answer(request, body, "openai.completion", lambda _: prompt)
     base = {
         "id": f"cmpl-{uuid.uuid4().hex[:24]}",
         "created": int(time.time()),
-        "model": spec.name,
+        "model": answer.spec.name,
         "system_fingerprint": "fp_qig",
         "object": "text_completion",
     }
-
-    record = functools.partial(
-        serving.record_after, gen, "openai.completion", spec.name, client, prompt=prompt
-    )
-
     if not body.get("stream"):
-        text, final = await gen.collect(reading=False)
-        record(text, final)
-        choice = {
-            "index": 0,
-            "text": text,
-            "logprobs": None,
-            "finish_reason": finish_reason(final.done_reason),
-        }
-        return JsonResponse({**base, "choices": [choice], "usage": usage(final.stats)})
+        text, final = await answer.collect()
+        return whole(base, final, text=text, logprobs=None)
 
     async def events() -> AsyncIterator[dict[str, Any]]:
-        parts: list[str] = []
-        async for piece in gen.pieces(reading=False):
+        async for piece in answer.pieces():
             reason = finish_reason(piece.done_reason) if piece.done else None
-            if piece.done:
-                record("".join(parts), piece)
-            parts.append(piece.text)
             choice = {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": reason}
             yield {**base, "choices": [choice]}
 
@@ -197,7 +187,7 @@ def model_entry(name: str, created: int) -> dict[str, Any]:
 
 @openai_view("GET")
 async def models(request: HttpRequest) -> JsonResponse:
-    entries = await sync_to_async(serving.tags)()
+    entries = await sync_to_async(catalog.tags)()
     created = int(time.time())
     return JsonResponse(
         {"object": "list", "data": [model_entry(e["name"], created) for e in entries]}
@@ -206,22 +196,19 @@ async def models(request: HttpRequest) -> JsonResponse:
 
 @openai_view("GET")
 async def model(request: HttpRequest, model_id: str) -> JsonResponse:
-    spec = await serving.aresolve(model_id)
-    if inference.model_files() is None:
-        raise inference.ModelNotFound(model_id)
+    spec = await catalog.aresolve(model_id)
+    if model_files() is None:
+        raise ModelNotFound(model_id)
     return JsonResponse(model_entry(spec.name, int(time.time())))
 
 
 @openai_view("POST")
 async def embeddings(request: HttpRequest) -> JsonResponse:
     body = read_json(request)
-    spec = await serving.aresolve(body.get("model", ""))
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise BadRequest("input: expected a string or a list of strings")
-    vectors, tokens, _ = await inference.service().embed(texts, inference.DEFAULT_KEEP_ALIVE_S)
+    spec = await catalog.aresolve(body.get("model", ""))
+    error = "input: expected a string or a list of strings"
+    texts = embedding_input(body.get("input"), error, allow_empty=False)
+    vectors, tokens, _ = await service().embed(texts, DEFAULT_KEEP_ALIVE_S)
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
     return JsonResponse(
         {

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from constellation.engine import SamplingOptions, Ticket, measure, use_threads
+from constellation.engine.generation import sendable
 from constellation.errors import InferenceError
 
 if TYPE_CHECKING:
@@ -84,17 +85,7 @@ class Generation:
         """Prompt and reply token ids (Ollama's `context`, to continue a conversation)."""
         return self.prompt_ids + list(self.ticket.tokens)
 
-    async def collect(self, reading: bool = True) -> tuple[str, Piece]:
-        """The whole text of a non-streamed generation and its final (done) piece."""
-        parts: list[str] = []
-        final: Piece | None = None
-        async for piece in self.pieces(reading):
-            parts.append(piece.text)
-            final = piece
-        assert final is not None and final.done, "a generation ends with a done piece"
-        return "".join(parts), final
-
-    async def pieces(self, reading: bool = True) -> AsyncIterator[Piece]:
+    async def pieces(self, reading: bool = True) -> AsyncGenerator[Piece]:
         """The answer's text as it comes, then a done piece with its stats: the timings, and with
         `reading` Φ/κ too (a worker thread computes them first; without it the done piece comes
         at once and `reading()` gives them later)."""
@@ -122,19 +113,16 @@ class Generation:
                     first_token_at = time.perf_counter()
                 ids += new
                 text = decode(ids)
-                hit = _find_stop(
-                    text, stops, max(0, sent - max((len(s) for s in stops), default=0))
-                )
-                if hit is not None:
+                end, stopped = sendable(text, stops, sent)
+                if stopped:
                     ticket.cancel()
-                    if hit > sent:
-                        yield Piece(text[sent:hit])
-                    sent, reason = hit, "stop"
+                    if end > sent:
+                        yield Piece(text[sent:end])
+                    sent, reason = end, "stop"
                     break
-                safe = len(text) - _held_back(text, stops)
-                if safe > sent:
-                    yield Piece(text[sent:safe])
-                    sent = safe
+                if end > sent:
+                    yield Piece(text[sent:end])
+                    sent = end
             if not reason:
                 if ticket.done_reason == "cancelled":
                     raise InferenceError("the model was unloaded while generating")
@@ -191,21 +179,3 @@ class Generation:
             return {}
         reading = measure(states)
         return {"phi": reading.phi, "kappa": reading.kappa, "regime": reading.regime}
-
-
-def _find_stop(text: str, stops: list[str], start: int) -> int | None:
-    hits = [i for s in stops if (i := text.find(s, start)) >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """Characters at the end to hold: half a UTF-8 character, or a prefix of a stop string."""
-    hold = 0
-    if text.endswith("\ufffd"):
-        hold = len(text) - len(text.rstrip("\ufffd"))
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                hold = max(hold, n)
-                break
-    return hold

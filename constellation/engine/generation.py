@@ -197,40 +197,44 @@ def stream_reply(
     ids: list[int] = []
     emitted = 0  # characters of the decoded text already sent
     pending: list[int] = []
-    longest_stop = max((len(s) for s in options.stop), default=0)
     for step in decode(trunk, [req], eot_id, bank, stats, keep_hidden=True):
         tok, reason = step.tokens[0], step.done_reasons[0]
         if tok is not None:
             ids.append(tok)
             pending.append(tok)
         text = detokenize(ids)
-        cut = _find_stop(text, options.stop, max(0, emitted - longest_stop))
-        if cut is not None:
-            yield StreamChunk(text[emitted:cut], pending, True, "stop", stats)
+        safe, stopped = sendable(text, options.stop, emitted)
+        if stopped:
+            yield StreamChunk(text[emitted:safe], pending, True, "stop", stats)
             return
         if reason is not None:
             yield StreamChunk(text[emitted:], pending, True, reason, stats)
             return
-        safe = len(text)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for more bytes
-            safe = len(text.rstrip("\ufffd"))
-        safe = min(safe, len(text) - _partial_stop(text, options.stop))
         if safe > emitted:
             yield StreamChunk(text[emitted:safe], pending)
             emitted, pending = safe, []
 
 
-def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
-    hits = [j for s in stops if (j := text.find(s, start)) >= 0]
-    return min(hits) if hits else None
+def sendable(text: str, stops: Sequence[str], sent: int) -> tuple[int, bool]:
+    """How far a reply's text (all of it decoded so far, `sent` characters of it already sent)
+    may be sent now: up to the first stop string, which ends the reply and is never sent
+    (`(start of the stop, True)`); else all but a held-back tail (`(end, False)`), half a UTF-8
+    character or what may be the beginning of a stop string, which the next token decides."""
+    longest = max((len(s) for s in stops), default=0)
+    hits = [i for s in stops if (i := text.find(s, max(0, sent - longest))) >= 0]
+    if hits:
+        return min(hits), True
+    return len(text) - held_back(text, stops), False
 
 
-def _partial_stop(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of text that is a proper prefix of a stop string."""
-    best = 0
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """Characters at the end to hold: half a UTF-8 character, or a prefix of a stop string."""
+    hold = 0
+    if text.endswith("\ufffd"):
+        hold = len(text) - len(text.rstrip("\ufffd"))
     for s in stops:
         for n in range(min(len(s) - 1, len(text)), 0, -1):
             if text.endswith(s[:n]):
-                best = max(best, n)
+                hold = max(hold, n)
                 break
-    return best
+    return hold

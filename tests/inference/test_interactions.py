@@ -46,7 +46,7 @@ def test_feedback_is_saved_on_the_interaction(dev_api, developer, anon_api) -> N
 
 def recorded(live: Serving, marker: str) -> dict:
     """The interaction whose prompt or first message holds `marker`: stored after the response
-    has ended (serving.record_after), so it may take a moment."""
+    has ended (interactions.record_after), so it may take a moment."""
     admin = live.signin()
     deadline = time.monotonic() + 10
     while True:

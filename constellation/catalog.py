@@ -1,0 +1,265 @@
+"""The models this node serves, as every endpoint names them: the built-in names (the
+constellation's presets and each kernel), the model configs made with `/api/create`, and what
+`/api/tags` and `/api/show` say of them. A name resolves to a `ModelSpec`: what to run. No HTTP
+here; errors are `constellation.errors` types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from constellation import modelfile
+from constellation.engine import e8
+from constellation.errors import BadRequest, ModelNotFound, Unavailable
+from constellation.models import ModelConfig
+from constellation.published import ModelFiles, bootstrap_progress, kernel_adapter_dirs, model_files
+
+FAMILY = "qig"
+CONSTELLATION = "qig-constellation"
+PRESET_TAGS = ("latest", *e8.PRESETS)
+KERNEL_MODEL = re.compile(r"^qig-kernel-(\d+)-([a-z]+):latest$")
+MAX_BASE_DEPTH = 8
+
+
+def full_name(name: str) -> str:
+    name = name.strip()
+    return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
+
+
+def kernel_model_name(kernel: int) -> str:
+    return f"qig-kernel-{kernel}-{e8.role_of(kernel).value.lower()}:latest"
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    kernel: int | None = None
+    preset: str = "latest"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    system: str = ""
+    template: str = ""
+    messages: list[dict[str, str]] = field(default_factory=list)
+    config: ModelConfig | None = None
+
+
+def builtin(name: str) -> ModelSpec | None:
+    base, _, tag = name.partition(":")
+    if base == CONSTELLATION and tag in PRESET_TAGS:
+        return ModelSpec(name, preset=tag)
+    match = KERNEL_MODEL.match(name.lower())
+    if match:
+        index = int(match.group(1))
+        if index < e8.N_ROOTS and e8.role_of(index).value.lower() == match.group(2):
+            return ModelSpec(name, kernel=index)
+    return None
+
+
+def resolve(raw_name: Any) -> ModelSpec:
+    """A model name → what to run. Unknown names raise `ModelNotFound` (404)."""
+    if not isinstance(raw_name, str) or not raw_name.strip():
+        raise ModelNotFound("" if not isinstance(raw_name, str) else raw_name)
+    name = full_name(raw_name)
+    spec = builtin(name)
+    if spec is not None:
+        return spec
+    config = ModelConfig.objects.filter(name=name).first()
+    if config is None:
+        raise ModelNotFound(raw_name)
+    chain = [config]
+    base = full_name(config.base)
+    while (spec := builtin(base)) is None:
+        parent = ModelConfig.objects.filter(name=base).first()
+        if parent is None or len(chain) > MAX_BASE_DEPTH:
+            raise ModelNotFound(config.base)
+        chain.append(parent)
+        base = full_name(parent.base)
+    for cfg in reversed(chain):  # the named config's own settings win over its bases'
+        spec.parameters.update(cfg.parameters)
+        spec.system = cfg.system or spec.system
+        spec.template = cfg.template or spec.template
+        spec.messages = cfg.messages or spec.messages
+        if cfg.adapter_kernel is not None:
+            spec.kernel = cfg.adapter_kernel
+    size = spec.parameters.get("constellation_size")
+    if size:  # routing uses it unless an ADAPTER pins a kernel
+        spec.preset = size
+    spec.name, spec.config = name, config
+    return spec
+
+
+async def aresolve(raw_name: Any) -> ModelSpec:
+    """`resolve` for async views: a built-in name is answered on the event loop (no thread hop,
+    no query); a model config is looked up in the database off the loop."""
+    if isinstance(raw_name, str) and raw_name.strip():
+        spec = builtin(full_name(raw_name))
+        if spec is not None:
+            return spec
+    return await sync_to_async(resolve)(raw_name)
+
+
+# ---- listing -----------------------------------------------------------------------------------
+def details(files: ModelFiles | None, parent: str = "") -> dict[str, Any]:
+    params = files.parameters if files else 0
+    size = f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.0f}K"
+    return {
+        "parent_model": parent,
+        "format": "safetensors",
+        "family": FAMILY,
+        "families": [FAMILY],
+        "parameter_size": size,
+        "quantization_level": files.dtype if files else "F32",
+    }
+
+
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat()
+
+
+def model_names() -> list[tuple[str, str]]:
+    """(name, parent) of every model this node serves."""
+    names = [(f"{CONSTELLATION}:{tag}", "") for tag in PRESET_TAGS]
+    kernels = set(kernel_adapter_dirs()) | set(e8.preset_kernels("minimal"))
+    names += [(kernel_model_name(k), "") for k in sorted(kernels)]
+    names += [(c.name, full_name(c.base)) for c in ModelConfig.objects.all()]
+    return names
+
+
+def tags() -> list[dict[str, Any]]:
+    files = model_files()
+    if files is None:
+        return []
+    entries = []
+    for name, parent in model_names():
+        digest = hashlib.sha256(f"{name}|{files.digest}".encode()).hexdigest()
+        entries.append(
+            {
+                "name": name,
+                "model": name,
+                "modified_at": iso(files.modified),
+                "size": files.size,
+                "digest": digest,
+                "details": details(files, parent),
+            }
+        )
+    return entries
+
+
+def show(spec: ModelSpec) -> dict[str, Any]:
+    files = model_files()
+    if files is None:
+        raise Unavailable(f"no trained model yet: {bootstrap_progress()}")
+    mf = modelfile.Modelfile(
+        base=spec.config.base if spec.config else spec.name,
+        parameters=dict(spec.parameters),
+        system=spec.system,
+        template=spec.template,
+        adapter_kernel=spec.kernel if spec.config else None,
+        messages=list(spec.messages),
+    )
+    parameters = "\n".join(
+        f"{k} {v}"
+        for k, vs in spec.parameters.items()
+        for v in (vs if isinstance(vs, list) else [vs])
+    )
+    return {
+        "modelfile": modelfile.render(mf),
+        "parameters": parameters,
+        "template": spec.template or "{{ .System }}\n\n{{ .Prompt }}",
+        "system": spec.system,
+        "license": spec.config.license if spec.config else "",
+        "details": details(files, full_name(spec.config.base) if spec.config else ""),
+        "model_info": {
+            "general.architecture": FAMILY,
+            "general.parameter_count": files.parameters,
+            "qig.context_length": files.context_length,
+            "qig.kernel": spec.kernel,
+            "qig.constellation_size": spec.preset,
+            "qig.adapters": files.adapters,
+        },
+        "capabilities": ["completion", "embedding"],
+        "modified_at": iso(spec.config.modified_at.timestamp() if spec.config else files.modified),
+    }
+
+
+# ---- configs -----------------------------------------------------------------------------------
+CONFIG_FIELDS = (
+    "base",
+    "parameters",
+    "system",
+    "template",
+    "adapter_kernel",
+    "license",
+    "messages",
+    "modelfile",
+)
+
+
+def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("model is required")
+    if not isinstance(text, str) or not text.strip():
+        if not fields.get("from"):
+            raise BadRequest("a Modelfile (modelfile) or from is required")
+        text = f"FROM {fields['from']}\n"
+        for key, value in (fields.get("parameters") or {}).items():
+            for v in value if isinstance(value, list) else [value]:
+                text += f"PARAMETER {key} {v}\n"
+        if fields.get("system"):
+            text += f'SYSTEM """{fields["system"]}"""\n'
+        if fields.get("template"):
+            text += f'TEMPLATE """{fields["template"]}"""\n'
+    try:
+        mf = modelfile.parse(text)
+    except modelfile.ModelfileError as exc:
+        raise BadRequest(str(exc)) from None
+    name = full_name(name)
+    if builtin(name) is not None:
+        raise BadRequest(f"'{name}' is a built-in model")
+    resolve(mf.base)  # the base must exist (404 otherwise)
+    config, _ = ModelConfig.objects.update_or_create(
+        name=name,
+        defaults={
+            "base": mf.base,
+            "parameters": mf.parameters,
+            "system": mf.system,
+            "template": mf.template,
+            "adapter_kernel": mf.adapter_kernel,
+            "license": mf.license,
+            "messages": mf.messages,
+            "modelfile": modelfile.render(mf),
+        },
+    )
+    return config
+
+
+def copy(source: Any, destination: Any) -> None:
+    if not isinstance(source, str) or not isinstance(destination, str) or not destination:
+        raise BadRequest("source and destination are required")
+    dest = full_name(destination)
+    if builtin(dest) is not None:
+        raise BadRequest(f"'{dest}' is a built-in model")
+    spec = resolve(source)
+    if spec.config is None:
+        ModelConfig.objects.update_or_create(
+            name=dest, defaults={"base": spec.name, "modelfile": f"FROM {spec.name}\n"}
+        )
+        return
+    src = spec.config
+    ModelConfig.objects.update_or_create(
+        name=dest, defaults={f: getattr(src, f) for f in CONFIG_FIELDS}
+    )
+
+
+def delete(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise BadRequest("model is required")
+    deleted, _ = ModelConfig.objects.filter(name=full_name(name)).delete()
+    if not deleted:
+        if builtin(full_name(name)) is not None:
+            raise BadRequest(f"'{full_name(name)}' is a built-in model and cannot be deleted")
+        raise ModelNotFound(name)

@@ -1,0 +1,78 @@
+"""What a request asks of a model, as the engine takes it: the prompt text (a generate's prompt
+through the model's template, or a chat's messages) and the sampling options (the request's over
+the model's over Ollama's defaults)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+from constellation.catalog import ModelSpec
+from constellation.engine import SamplingOptions
+from constellation.errors import BadRequest
+
+# Ollama's documented defaults (the engine's own num_predict default is 128: a reply stays short
+# unless asked; -1 is honoured up to the context).
+DEFAULTS: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repeat_penalty": 1.0}
+
+
+class Sampling(NamedTuple):
+    options: SamplingOptions
+    num_ctx: int | None  # the request's context window (None: the model's)
+
+
+def sampling_options(spec: ModelSpec, options: Any) -> Sampling:
+    """The request's `options` over the model's parameters over Ollama's defaults."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise BadRequest("options: expected an object")
+    merged = {**DEFAULTS, **spec.parameters, **options}
+    try:
+        opts = SamplingOptions.from_ollama(merged)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"invalid options: {exc}") from None
+    num_ctx = merged.get("num_ctx")
+    if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int | float)):
+        raise BadRequest("invalid options: num_ctx: expected a number")
+    return Sampling(opts, int(num_ctx) if num_ctx else None)
+
+
+def render_template(template: str, system: str, prompt: str) -> str:
+    """The subset of Ollama's Go templates a Modelfile here may use."""
+    text = template.replace("{{ .System }}", system).replace("{{.System}}", system)
+    text = text.replace("{{ .Prompt }}", prompt).replace("{{.Prompt}}", prompt)
+    text = text.replace("{{ .Response }}", "").replace("{{.Response}}", "")
+    return re.sub(r"{{-?\s*(if|end|else)[^}]*}}", "", text)
+
+
+def generate_prompt(spec: ModelSpec, body: dict[str, Any]) -> str:
+    prompt = body.get("prompt") or ""
+    if body.get("raw"):
+        return prompt
+    system = body.get("system") or spec.system
+    template = body.get("template") or spec.template
+    if template:
+        return render_template(template, system, prompt)
+    return f"{system}\n\n{prompt}" if system else prompt
+
+
+def chat_prompt(spec: ModelSpec, messages: list[dict[str, Any]]) -> str:
+    turns = list(spec.messages) + messages
+    if spec.system and not any(m.get("role") == "system" for m in turns):
+        turns.insert(0, {"role": "system", "content": spec.system})
+    lines = [f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in turns]
+    return "\n".join(lines) + "\nassistant:"
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("messages: expected a list of objects")
+    for m in messages:
+        if m.get("role") not in ("system", "user", "assistant", "tool"):
+            raise BadRequest(f"messages: invalid role {m.get('role')!r}")
+        if not isinstance(m.get("content", ""), str | type(None)):
+            raise BadRequest("messages: content must be a string")
+    return messages

@@ -3,18 +3,14 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator
 from django.db import models
 
+from constellation.engine import e8
 
-class Role(models.TextChoices):
-    """The 8 primary roles, one per simple root of E8 (DESIGN.md §2)."""
-
-    HEART = "HEART"
-    PERCEPTION = "PERCEPTION"
-    MEMORY = "MEMORY"
-    ACTION = "ACTION"
-    PREDICTION = "PREDICTION"
-    ETHICS = "ETHICS"
-    META = "META"
-    INTEGRATION = "INTEGRATION"
+# The 8 primary roles, one per simple root of E8 (DESIGN.md §2), as model choices: the engine's
+# enum is the one list (constellation.engine.e8 imports numpy, not PyTorch).
+# (django-stubs types only the class form of TextChoices, not this functional one.)
+Role: type[models.TextChoices] = models.TextChoices(  # type: ignore[call-overload]
+    "Role", [(role.name, role.value) for role in e8.Role]
+)
 
 
 class KernelStatus(models.TextChoices):
@@ -26,7 +22,9 @@ class KernelStatus(models.TextChoices):
 class Kernel(models.Model):
     """One of the 240 kernels: a LoRA adapter placed at an E8 root, with a basin anchor."""
 
-    index = models.PositiveSmallIntegerField(unique=True, validators=[MaxValueValidator(239)])
+    index = models.PositiveSmallIntegerField(
+        unique=True, validators=[MaxValueValidator(e8.N_ROOTS - 1)]
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     status = models.CharField(
         max_length=16, choices=KernelStatus.choices, default=KernelStatus.STANDBY
@@ -52,7 +50,10 @@ class ModelConfig(models.Model):
     system = models.TextField(blank=True)
     template = models.TextField(blank=True)
     adapter_kernel = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(239)], help_text="ADAPTER: a kernel"
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(e8.N_ROOTS - 1)],
+        help_text="ADAPTER: a kernel",
     )
     license = models.TextField(blank=True)
     messages = models.JSONField(default=list, blank=True)

@@ -1,9 +1,10 @@
 """The telemetry sampler: host CPU/RAM/disk (psutil) and per-GPU stats (NVML, nvidia-ml-py),
 published on the `gpu` topic every QIG_TELEMETRY_INTERVAL_S seconds (docs/telemetry.md).
 
-It runs where the GPUs are, once per node: in embedded mode a thread of the `qig up` web process
-(``qigcenter.embedded``), in services mode a thread of the Celery worker that consumes the `gpu`
-queue (started on ``worker_ready``, see ``dashboard.tasks``). In services mode a Redis key per
+It runs where the GPUs are, once per node: in embedded mode a thread of the `qig up` web process,
+started with the embedded worker (``dashboard.apps`` registers it with ``qigcenter.embedded``); in
+services mode a thread of the Celery worker that consumes the `gpu` queue (started on
+``worker_ready``, see ``dashboard.tasks``). In services mode a Redis key per
 node (``qig:telemetry:sampler:<node>``) makes sure a second `gpu` worker on the same node stands
 by instead of sampling twice.
 
@@ -26,9 +27,11 @@ from functools import partial
 from typing import Any
 
 import psutil
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from dashboard import ring
+from dashboard.services import event_message, group_name, publish
 from qigcenter import lifecycle
 
 log = logging.getLogger(__name__)
@@ -238,10 +241,6 @@ class Sampler:
         return payload
 
     def _publish(self, payload: dict[str, Any]) -> None:
-        from channels.layers import get_channel_layer
-
-        from dashboard.services import event_message, group_name, publish
-
         if not settings.SERVICES_MODE:
             publish(TOPIC, payload)  # through the web server's loop (in-memory layer)
             return

@@ -9,6 +9,9 @@ One worker controller consumes both queues with a pool of threads, so a long `gp
 (training) never delays `default` tasks such as the readiness ping. One controller, not one per
 queue: controllers of one Celery app share its queue selection, so a second one silently changes
 what the first consumes.
+
+Apps that must run beside the worker (the dashboard's telemetry sampler) register it with
+``run_with_the_worker`` when Django loads them, and ``start`` calls each: this module knows no app.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from qigcenter import lifecycle
 
@@ -33,6 +37,17 @@ _web_loop: asyncio.AbstractEventLoop | None = None
 _controller: Any = None
 _started = threading.Event()
 _lock = threading.Lock()
+_with_the_worker: list[str] = []
+
+
+def run_with_the_worker(dotted_path: str) -> None:
+    """Have ``start`` call the function at ``dotted_path`` once the worker and beat run.
+
+    A dotted path, imported by ``start``, so that registering costs nothing in the processes
+    that never start the worker (``manage.py`` commands, services-mode web and workers).
+    """
+    if dotted_path not in _with_the_worker:
+        _with_the_worker.append(dotted_path)
 
 
 def remember_web_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -119,8 +134,5 @@ def start() -> None:
         app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
     )
     beat.start()
-    # The telemetry sampler (`gpu` topic) runs here, where the GPUs are; it stops with
-    # lifecycle.shutting_down (set when daphne stops) and is a daemon thread.
-    from dashboard.sampler import start_sampler
-
-    start_sampler()
+    for dotted_path in _with_the_worker:
+        import_string(dotted_path)()

@@ -21,6 +21,9 @@ ANCHOR_SEED = 8
 
 
 class Role(enum.StrEnum):
+    """The 8 primary roles, one per simple root in ``_SIMPLE_ROOTS`` order (the one list: the
+    kernel model's choices are built from it)."""
+
     HEART = "HEART"
     PERCEPTION = "PERCEPTION"
     MEMORY = "MEMORY"

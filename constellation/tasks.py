@@ -1,1 +1,0 @@
-"""Celery tasks of the constellation app (none yet: inference runs in the web process)."""

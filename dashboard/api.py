@@ -1,1 +1,0 @@
-"""REST endpoints of the dashboard (telemetry history arrives with the dashboard issue)."""

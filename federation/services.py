@@ -1,1 +1,0 @@
-"""Federation services: packet validation, merging and sync arrive with the federation issue."""

@@ -1,20 +1,70 @@
-"""What training has published under ``settings.MODELS_DIR``: the coordizer, the trunk and the
-kernel adapters (symbolic links swapped atomically by training), read without loading them."""
+"""The published models under ``settings.MODELS_DIR``: the one owner of their layout, both ways.
+
+    MODELS_DIR/coordizer                the coordizer (tokenizer + basin coordinates)
+    MODELS_DIR/trunk                    the newest trunk export
+    MODELS_DIR/kernels/<index>          a kernel's trained adapter
+    MODELS_DIR/bootstrap-corpus.jsonl   the bootstrap corpus, built once
+
+Training publishes through `publish_*`, inference and the dashboard read through the rest. Each
+published directory is a symbolic link to a versioned directory beside it (`.<name>.v<ns>`); a
+new version is written completely and the link is swapped with one atomic rename, so a reader
+sees the old version or the new one, never a mix. The last `KEEP_VERSIONS` versions stay on disk:
+`rollback_dir` points the link back at the one before. What lies inside one directory is the
+engine's file format (`engine/checkpoint.py`, `Coordizer.save`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import struct
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from django.apps import apps
 from django.conf import settings
 
+from constellation.engine import Adapter, Coordizer, Trunk, TrunkConfig, checkpoint, read_jsonl
 
+KEEP_VERSIONS = 2  # the current one and the one before (a reader may still be loading it)
+
+
+# ---- where ------------------------------------------------------------------------------------
 def models_dir() -> Path:
     return Path(settings.MODELS_DIR)
+
+
+def coordizer_dir() -> Path:
+    return models_dir() / "coordizer"
+
+
+def trunk_dir() -> Path:
+    return models_dir() / "trunk"
+
+
+def kernel_dir(index: int) -> Path:
+    return models_dir() / "kernels" / str(index)
+
+
+def corpus_file() -> Path:
+    return models_dir() / "bootstrap-corpus.jsonl"
+
+
+def has_coordizer() -> bool:
+    return (coordizer_dir() / "tokenizer.json").is_file()
+
+
+def has_trunk() -> bool:
+    return (trunk_dir() / "trunk.json").is_file()
+
+
+def has_model() -> bool:
+    return has_trunk() and has_coordizer()
 
 
 def kernel_adapter_dirs() -> dict[int, Path]:
@@ -28,17 +78,118 @@ def kernel_adapter_dirs() -> dict[int, Path]:
     return found
 
 
+# ---- versions ---------------------------------------------------------------------------------
+def _published_at(version: Path) -> int:
+    """A version directory's publication time (ns since the epoch), from its name."""
+    stamp = version.name.rpartition(".v")[2]
+    return int(stamp) if stamp.isdigit() else -1
+
+
+def versions(dest: Path) -> list[Path]:
+    """The version directories of `dest` still on disk, oldest first."""
+    found = [p for p in dest.parent.glob(f".{dest.name}.v*") if _published_at(p) >= 0]
+    return sorted(found, key=_published_at)
+
+
+def _point(dest: Path, version: Path) -> None:
+    """Swap `dest`'s link to `version` with one atomic rename."""
+    link = dest.parent / f".{dest.name}.link"
+    link.unlink(missing_ok=True)
+    link.symlink_to(version.name)
+    os.replace(link, dest)
+
+
+def publish_dir(dest: Path, build: Callable[[Path], object]) -> Path:
+    """Write a new version of `dest` with `build(version_dir)`, then point `dest` at it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    version = dest.parent / f".{dest.name}.v{time.time_ns()}"
+    build(version)
+    if dest.exists() and not dest.is_symlink():
+        shutil.rmtree(dest)  # a directory written by hand: replaced by the link
+    _point(dest, version)
+    for old in versions(dest)[:-KEEP_VERSIONS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return version
+
+
+def rollback_dir(dest: Path) -> Path:
+    """Point `dest` back at the version published before the current one; returns it. Raises
+    FileNotFoundError when there is none (never published twice, or pruned)."""
+    current = _published_at(dest.resolve()) if dest.is_symlink() else -1
+    older = [v for v in versions(dest) if _published_at(v) < current]
+    if not older:
+        raise FileNotFoundError(f"{dest} has no earlier version to go back to")
+    _point(dest, older[-1])
+    return older[-1]
+
+
+# ---- publishing and loading -------------------------------------------------------------------
+def publish_coordizer(coordizer: Coordizer) -> Path:
+    return publish_dir(coordizer_dir(), coordizer.save)
+
+
+def load_coordizer() -> Coordizer:
+    return Coordizer.load(coordizer_dir())
+
+
+def publish_trunk(trunk: Trunk) -> Path:
+    return publish_dir(trunk_dir(), lambda d: checkpoint.save_trunk(trunk, d))
+
+
+def load_trunk(dtype: torch.dtype = torch.float32, device: str = "cpu") -> Trunk:
+    return checkpoint.load_trunk(trunk_dir(), dtype=dtype, device=device)
+
+
+def publish_adapter(index: int, adapter: Adapter, trunk_cfg: TrunkConfig) -> Path:
+    """Publish kernel `index`'s adapter; returns the new version's directory."""
+    return publish_dir(kernel_dir(index), lambda d: checkpoint.save_adapter(adapter, trunk_cfg, d))
+
+
+def load_adapter(index: int) -> tuple[Adapter, TrunkConfig]:
+    return checkpoint.load_adapter(kernel_dir(index))
+
+
+def publish_corpus(docs: Sequence[str]) -> Path:
+    """Write the bootstrap corpus (one JSON line per document), replacing it atomically."""
+    path = corpus_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_corpus() -> list[str] | None:
+    """The bootstrap corpus, or None before it was built."""
+    path = corpus_file()
+    if not path.is_file():
+        return None
+    return [str(row["text"]) for row in read_jsonl(path)]
+
+
+# ---- reading without loading ------------------------------------------------------------------
 def fingerprint() -> tuple[str, ...]:
     """What is published now: changes whenever training swaps in a new version."""
-    parts = [os.path.realpath(models_dir() / "coordizer"), os.path.realpath(models_dir() / "trunk")]
+    parts = [os.path.realpath(coordizer_dir()), os.path.realpath(trunk_dir())]
     parts += [f"{k}={os.path.realpath(p)}" for k, p in sorted(kernel_adapter_dirs().items())]
     return tuple(parts)
 
 
-def has_model() -> bool:
-    return (models_dir() / "trunk" / "trunk.json").is_file() and (
-        models_dir() / "coordizer" / "tokenizer.json"
-    ).is_file()
+def adapter_bytes(index: int) -> int:
+    """Bytes on disk of the kernel's published adapter (0 when it has none)."""
+    directory = kernel_dir(index)
+    if not directory.exists():
+        return 0
+    total = 0
+    for root, _, files in os.walk(directory.resolve()):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:  # replaced while we walked: count what is there
+                continue
+    return total
 
 
 def safetensors_summary(path: Path) -> tuple[int, str]:
@@ -74,7 +225,7 @@ class ModelFiles:
 def model_files() -> ModelFiles | None:
     if not has_model():
         return None
-    trunk = models_dir() / "trunk"
+    trunk = trunk_dir()
     count, dtype = safetensors_summary(trunk / "trunk.safetensors")
     size = (trunk / "trunk.safetensors").stat().st_size
     modified = (trunk / "trunk.safetensors").stat().st_mtime
@@ -90,9 +241,11 @@ def model_files() -> ModelFiles | None:
 
 
 def bootstrap_progress() -> str:
-    from learning.models import FineTuneJob
-
-    jobs = list(FineTuneJob.objects.filter(kind__in=["coordizer", "pretrain"]).order_by("-id")[:2])
+    """What the bootstrap jobs that will publish the first model are doing. (The jobs are the
+    learning app's rows, read through the app registry: the constellation imports no app above
+    it.)"""
+    jobs_table = apps.get_model("learning", "FineTuneJob")
+    jobs = list(jobs_table.objects.filter(kind__in=["coordizer", "pretrain"]).order_by("-id")[:2])
     if not jobs:
         return "no bootstrap job is queued (train a coordizer and a trunk first)"
     return "; ".join(

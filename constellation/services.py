@@ -1,5 +1,6 @@
-"""Kernel services. Inference and routing over the engine arrive with the inference issue; views,
-tasks and the runner call these functions, never the engine's E8 module directly."""
+"""Kernel services: the 240 kernel rows. Views, tasks and the runner call these functions, never
+the engine's E8 module directly; a kernel's state changes around training are
+`constellation.kernels`."""
 
 from __future__ import annotations
 

@@ -16,6 +16,8 @@ from typing import Any
 from django.apps import apps
 from django.utils import timezone
 
+from constellation.interactions import interaction_event
+from constellation.published import KEEP_VERSIONS, coordizer_dir
 from dashboard import kernels, ring
 
 log = logging.getLogger(__name__)
@@ -152,10 +154,8 @@ def vocabulary(now: float | None = None) -> dict[str, Any]:
     """The current coordizer's vocabulary size and how much it grew in the last 24 hours:
     current size − the size of the version in use 24 h ago (0 when the current one is older; the
     whole vocabulary when none existed then; null when that version is no longer on disk)."""
-    from learning import artifacts
-
     now = time.time() if now is None else now
-    current = artifacts.coordizer_dir()
+    current = coordizer_dir()
     size = vocabulary_size(current)
     if size is None:
         return {"vocabulary_size": None, "vocabulary_added_last_24h": None}
@@ -173,7 +173,7 @@ def vocabulary(now: float | None = None) -> dict[str, Any]:
         if before:
             old = vocabulary_size(before[-1])
             added = size - old if old is not None else None
-        elif len(versions) < artifacts.KEEP_VERSIONS:  # nothing pruned: none existed 24 h ago
+        elif len(versions) < KEEP_VERSIONS:  # nothing pruned: none existed 24 h ago
             added = size
         else:  # the version in use then may have been pruned
             added = None
@@ -251,7 +251,6 @@ def federation() -> dict[str, Any]:
 # ---- interactions ----------------------------------------------------------------------------
 def interactions() -> dict[str, Any]:
     from constellation.models import Interaction
-    from constellation.serving import interaction_event
 
     rows = Interaction.objects.order_by("-created_at", "-id")[:INTERACTIONS]
     items = []

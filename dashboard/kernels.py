@@ -1,24 +1,20 @@
-"""The 240 kernels as the dashboard shows them: the E8 Petrie-plane layout, anchor drift, last Φ,
-adapter size, and the `kernels` topic's live messages (docs/telemetry.md)."""
+"""The 240 kernels as the dashboard shows them: the E8 Petrie-plane layout, anchor drift, last Φ
+and adapter size (the `kernels.history` payload; the live messages are the constellation's
+`constellation.kernels`, docs/telemetry.md)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.db.models import Max
 
 from constellation.engine import e8
-from constellation.engine.geometry import fisher_rao
+from constellation.kernels import anchor_drift
 from constellation.models import Kernel
-from learning import artifacts
+from constellation.published import adapter_bytes
 from learning.models import JobMetric
-
-log = logging.getLogger(__name__)
 
 COXETER_NUMBER = 30
 
@@ -46,21 +42,6 @@ def petrie_projection() -> np.ndarray:
     return xy
 
 
-def adapter_bytes(index: int) -> int:
-    """Bytes on disk of the kernel's published adapter (0 when it has none)."""
-    directory = artifacts.kernel_dir(index)
-    if not directory.exists():
-        return 0
-    total = 0
-    for root, _, files in os.walk(directory.resolve()):
-        for name in files:
-            try:
-                total += (Path(root) / name).stat().st_size
-            except OSError:  # replaced while we walked: count what is there
-                continue
-    return total
-
-
 def last_phis() -> dict[int, float]:
     """The latest measured Φ of each kernel that has one (its newest JobMetric with a Φ)."""
     latest = (
@@ -71,15 +52,6 @@ def last_phis() -> dict[int, float]:
     )
     rows = JobMetric.objects.filter(id__in=list(latest)).values_list("kernel", "phi")
     return {int(k): float(phi) for k, phi in rows if k is not None and phi is not None}
-
-
-def anchor_drift(index: int, anchor: Any) -> float | None:
-    """Fisher–Rao distance of the anchor from the kernel's initial E8 anchor (None if invalid)."""
-    try:
-        return round(float(fisher_rao(np.asarray(anchor, dtype=np.float64), e8.anchor(index))), 6)
-    except (ValueError, TypeError, AssertionError):
-        log.warning("kernel %s: its stored anchor is not a basin", index)
-        return None
 
 
 def snapshot() -> dict[str, Any]:
@@ -105,45 +77,4 @@ def snapshot() -> dict[str, Any]:
         "kind": "kernels.history",
         "roles": [str(r) for r in e8.PRIMARY_ROLES],
         "kernels": kernels,
-    }
-
-
-def status_message(index: int, status: str) -> dict[str, Any]:
-    return {"kind": "kernel.status", "index": index, "status": status}
-
-
-def publish_status(index: int, status: str) -> None:
-    """Announce a kernel's status change on `kernels` once the transaction commits.
-
-    Best effort: telemetry that cannot be sent must not stop the training that changed it."""
-    from django.db import transaction
-
-    from dashboard.services import publish
-
-    def send() -> None:
-        try:
-            publish("kernels", status_message(index, status))
-        except Exception:
-            log.warning("could not publish kernel %s status", index, exc_info=True)
-
-    transaction.on_commit(send)
-
-
-def trained_message(kernel: Kernel, **extra: Any) -> dict[str, Any]:
-    """The `kernel.trained` payload: the kernel's new state as the kernels panel shows it."""
-    phi = (
-        JobMetric.objects.filter(kernel=kernel.index, phi__isnull=False)
-        .order_by("-id")
-        .values_list("phi", flat=True)
-        .first()
-    )
-    return {
-        "kind": "kernel.trained",
-        "index": kernel.index,
-        "status": kernel.status,
-        "anchor_drift": anchor_drift(kernel.index, kernel.anchor),
-        "adapter_bytes": adapter_bytes(kernel.index),
-        "phi": phi,
-        "last_trained_at": kernel.last_trained_at.isoformat() if kernel.last_trained_at else None,
-        **extra,
     }

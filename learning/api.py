@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from constellation.engine import e8
 from learning import services
 from learning.models import FineTuneJob, JobKind, JobMetric, LearningEvent
 from qigcenter.errors import DomainError
@@ -54,7 +55,7 @@ class QueueJobSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=JobKind.choices)
     priority = serializers.IntegerField(default=0, min_value=-100, max_value=100)
     target_kernels = serializers.ListField(
-        child=serializers.IntegerField(min_value=0, max_value=239), default=list
+        child=serializers.IntegerField(min_value=0, max_value=e8.N_ROOTS - 1), default=list
     )
     hyperparameters = serializers.DictField(default=dict)
     datasets = serializers.PrimaryKeyRelatedField(

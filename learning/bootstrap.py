@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from learning import artifacts
+from constellation import published
 from learning.models import FINISHED, FineTuneJob, JobKind
 from learning.services import queue_job
 
@@ -30,7 +30,7 @@ def pretrain_hyperparameters() -> dict[str, object]:
 def queue_bootstrap_jobs() -> list[FineTuneJob]:
     """Queue what a fresh install needs to answer at all; nothing when disabled, when a trunk
     exists, or when bootstrap jobs are already on their way. Returns the jobs queued."""
-    if not settings.BOOTSTRAP or artifacts.has_trunk():
+    if not settings.BOOTSTRAP or published.has_trunk():
         return []
     unfinished = FineTuneJob.objects.exclude(status__in=FINISHED)
     if unfinished.filter(kind=JobKind.PRETRAIN).exists():
@@ -38,7 +38,7 @@ def queue_bootstrap_jobs() -> list[FineTuneJob]:
     queued: list[FineTuneJob] = []
     with transaction.atomic():
         coordizer_job = None
-        if not artifacts.has_coordizer():
+        if not published.has_coordizer():
             coordizer_job = unfinished.filter(kind=JobKind.COORDIZER).first()
             if coordizer_job is None:
                 coordizer_job = queue_job(

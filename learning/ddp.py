@@ -43,10 +43,19 @@ from django.conf import settings
 from torch import nn
 
 from constellation.engine import Action, Callback, StepInfo, Trainer
-from learning import artifacts, devices
+from dashboard.services import publish
+from learning import devices
 from learning.models import FineTuneJob
 from learning.recorder import RunInfo
-from learning.training import InvalidJob, Outcome, Rank, completed
+from learning.runs import (
+    InvalidJob,
+    Outcome,
+    Rank,
+    completed,
+    job_checkpoint_dir,
+    job_hyperparameters,
+)
+from learning.training import train_rank
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +66,13 @@ PARENT_DIED = "the runner that launched this run is gone"
 
 
 def run_dir(job_id: int) -> Path:
-    return artifacts.job_checkpoint_dir(job_id) / "ddp"
+    return job_checkpoint_dir(job_id) / "ddp"
 
 
 # ---- the parent: launching and watching the group --------------------------------------------
 def launch(job: FineTuneJob, hp: dict[str, Any], run: RunInfo) -> Outcome:
     """Run the job's ranks under torchrun and wait for them, relaying their telemetry and
-    passing on a stop request. Returns the run's outcome (as `training.train` does)."""
+    passing on a stop request. Returns the run's outcome (as `training.train_rank` does)."""
     world = int(hp["gpus"])
     local = devices.parts(run.device)
     env = {**os.environ, "QIG_DDP_PARENT_PID": str(os.getpid())}
@@ -145,8 +154,6 @@ def _watch(process: subprocess.Popen[bytes], run: RunInfo, directory: Path) -> N
 
 def _relay(telemetry: BinaryIO) -> None:
     """Publish what rank 0 sent since the last look (one JSON line per message)."""
-    from dashboard.services import publish
-
     while line := telemetry.readline():
         if not line.endswith(b"\n"):  # half written: read it again next time
             telemetry.seek(-len(line), os.SEEK_CUR)
@@ -318,8 +325,6 @@ def main(argv: list[str]) -> int:
     from channels.layers import channel_layers
     from django.db import connection
 
-    from learning import training
-
     on_cpu = devices.parts(run_device) == [devices.CPU]
     device = "cpu" if on_cpu else f"cuda:{local_rank}"
     if not on_cpu:
@@ -349,8 +354,8 @@ def main(argv: list[str]) -> int:
             job_id, lease, job.kind, run_device, total, lambda: _stop_reason(stop_file, parent)
         )
         try:
-            hp = training.job_hyperparameters(job)
-            outcome = training.train_rank(job, hp, run, this)
+            hp = job_hyperparameters(job)
+            outcome = train_rank(job, hp, run, this)
             result = {"status": outcome.status, "reason": outcome.reason}
             if outcome.status == "completed" and outcome.summary is not None:
                 backend = "gloo" if on_cpu else "nccl"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
@@ -34,10 +36,16 @@ class ErrorKind(models.TextChoices):
     CRASH = "crash", "crash"
 
 
+class FineTuneJobQuerySet(models.QuerySet["FineTuneJob"]):
+    def unfinished(self) -> FineTuneJobQuerySet:
+        """Jobs that may still train: queued, running or paused."""
+        return self.exclude(status__in=FINISHED)
+
+
 class FineTuneJob(models.Model):
-    """A training job. Its row is the job's state: admins change ``status`` through the methods
-    below (each under a row lock), the runner that holds the job's lease through
-    ``learning.runner`` (docs/training.md)."""
+    """A training job. Its row is the job's state, changed only through the methods below: an
+    admin's (each under a row lock of its own) and the runner's (on the row the runner holds
+    locked, under the job's lease; ``learning.runner``, docs/training.md)."""
 
     kind = models.CharField(max_length=16, choices=JobKind.choices)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
@@ -81,6 +89,8 @@ class FineTuneJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = FineTuneJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-priority", "created_at"]
@@ -143,6 +153,73 @@ class FineTuneJob(models.Model):
     def resume(self) -> None:
         self._transition({JobStatus.PAUSED}, JobStatus.QUEUED)
 
+    # ---- the runner's transitions: on a row it holds locked (select_for_update) ---------------
+    def start_run(self, lease: str, device: str, worker: str) -> None:
+        """A runner claimed the job for `device`: it is running under `lease`."""
+        now = timezone.now()
+        self.status, self.status_reason = JobStatus.RUNNING, ""
+        self.lease, self.device, self.worker = lease, device, worker
+        self.heartbeat_at, self.started_at = now, self.started_at or now
+        self.runs += 1
+        self.error, self.error_kind, self.eta_s = "", ErrorKind.NONE, None
+        self.save(
+            update_fields=[
+                *("status", "status_reason", "lease", "device", "worker", "heartbeat_at"),
+                *("started_at", "runs", "error", "error_kind", "eta_s"),
+            ]
+        )
+        publish_on_commit("jobs", self.status_message())
+
+    def end_run(
+        self,
+        status: str,
+        *,
+        reason: str = "",
+        error: str = "",
+        error_kind: str = ErrorKind.NONE,
+        then: Callable[[FineTuneJob], None] | None = None,
+    ) -> None:
+        """Record how the run ended; `then(job)` runs in the same transaction."""
+        self.status, self.status_reason = status, reason
+        self.error, self.error_kind = error, error_kind
+        if status in FINISHED:
+            self.finished_at = timezone.now()
+        if status == JobStatus.COMPLETED:
+            self.progress, self.eta_s = 1.0, 0.0
+        self.save(
+            update_fields=[
+                *("status", "status_reason", "error", "error_kind", "finished_at", "progress"),
+                "eta_s",
+            ]
+        )
+        if then is not None:
+            then(self)
+        publish_on_commit("jobs", self.status_message())
+
+    def fail_without_device(self) -> None:
+        """Every device here failed the job: nothing is left to run it on."""
+        tried = ", ".join(self.excluded_devices)
+        self.status, self.status_reason = JobStatus.FAILED, "no usable device"
+        self.error = f"every device here failed this job ({tried}); the last error: {self.error}"
+        self.error_kind, self.finished_at = ErrorKind.CRASH, timezone.now()
+        self.save(update_fields=["status", "status_reason", "error", "error_kind", "finished_at"])
+        publish_on_commit("jobs", self.status_message())
+
+    def requeue_without(self, failed: list[str], reason: str, error: str) -> None:
+        """The run's device(s) failed: queue the job again, never to be claimed for them."""
+        self.excluded_devices = sorted({*self.excluded_devices, *failed})
+        self.status, self.status_reason, self.error = JobStatus.QUEUED, reason, error
+        self.save(update_fields=["excluded_devices", "status", "status_reason", "error"])
+        publish_on_commit("jobs", self.status_message())
+
+    def drop_lease(self, why: str) -> None:
+        """The runner holding the job is gone: free the job; a running one is queued again."""
+        self.lease, self.heartbeat_at, self.eta_s = "", None, None
+        if self.status == JobStatus.RUNNING:
+            self.status, self.status_reason = JobStatus.QUEUED, f"requeued: {why}"
+        self.save(update_fields=["lease", "heartbeat_at", "eta_s", "status", "status_reason"])
+        publish_on_commit("jobs", self.status_message())
+
 
 class LearningEventKind(models.TextChoices):
     GUARD = "guard", "safety guard action"
@@ -194,3 +271,13 @@ class JobMetric(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} step {self.step}: loss {self.loss:.4f}"
+
+    @staticmethod
+    def latest_phi(kernel: int) -> float | None:
+        """The kernel's newest measured Φ, over all its jobs (None before any)."""
+        return (
+            JobMetric.objects.filter(kernel=kernel, phi__isnull=False)
+            .order_by("-id")
+            .values_list("phi", flat=True)
+            .first()
+        )

@@ -2,7 +2,8 @@
 
 A worker on the `gpu` queue runs `run_next_job`: it claims the highest-priority claimable job for a
 free device (one run per device, enforced by a unique constraint), holds the claim as a *lease*
-(a fresh id written on the row), trains it through `learning.training`, records the outcome and
+(a fresh id written on the row), trains it through `learning.training` (or `learning.ddp` over
+several GPUs), records the outcome with the job's own transitions (`FineTuneJob.end_run`, …) and
 asks for the next claim. While it trains, a watcher thread refreshes the row's `heartbeat_at` and
 notices a cancel or pause within a second. Every write of a run is conditional on its lease, so a
 runner presumed dead cannot write over the run that replaced it.
@@ -31,15 +32,16 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dashboard.services import publish_on_commit
-from learning import devices, training
+from learning import ddp, devices, runs, training
 from learning.models import (
-    FINISHED,
     ErrorKind,
     FineTuneJob,
+    JobKind,
     JobStatus,
     LearningEvent,
     LearningEventKind,
 )
+from learning.recorder import RunInfo
 from learning.services import dispatch, event_message
 from qigcenter import lifecycle
 
@@ -91,7 +93,7 @@ def claim_next_job(worker: str) -> Claim | None:
             for candidate in candidates[:50]:
                 excluded = candidate.excluded_devices or []
                 if excluded and all(d in excluded for d in devices.training_devices()):
-                    _fail_everywhere(candidate)
+                    candidate.fail_without_device()
                     continue
                 device = devices.pick_device(busy, excluded, _gpus(candidate))
                 if device is not None:
@@ -99,34 +101,13 @@ def claim_next_job(worker: str) -> Claim | None:
                     break
             if job is None or device is None:
                 return None
-            now = timezone.now()
-            job.status, job.status_reason = JobStatus.RUNNING, ""
-            job.lease, job.device, job.worker = lease, device, worker
-            job.heartbeat_at, job.started_at = now, job.started_at or now
-            job.runs += 1
-            job.error, job.error_kind, job.eta_s = "", ErrorKind.NONE, None
-            job.save(
-                update_fields=[
-                    *("status", "status_reason", "lease", "device", "worker", "heartbeat_at"),
-                    *("started_at", "runs", "error", "error_kind", "eta_s"),
-                ]
-            )
-            publish_on_commit("jobs", job.status_message())
+            job.start_run(lease, device, worker)
     except IntegrityError:
         # Another worker took this device between our look and our write (the unique
         # constraint on leased devices said no): nothing to do, that worker runs.
         return None
     log.info("job %s: claimed by %s on %s (run %s)", job.pk, worker, device, job.runs)
     return Claim(job.pk, lease, device, worker)
-
-
-def _fail_everywhere(job: FineTuneJob) -> None:
-    tried = ", ".join(job.excluded_devices)
-    job.status, job.status_reason = JobStatus.FAILED, "no usable device"
-    job.error = f"every device here failed this job ({tried}); the last error: {job.error}"
-    job.error_kind, job.finished_at = ErrorKind.CRASH, timezone.now()
-    job.save(update_fields=["status", "status_reason", "error", "error_kind", "finished_at"])
-    publish_on_commit("jobs", job.status_message())
 
 
 class Watcher(threading.Thread):
@@ -183,21 +164,7 @@ def finish(
         job = FineTuneJob.objects.select_for_update().get(pk=claim.job_id)
         if job.lease != claim.lease or job.status != JobStatus.RUNNING:
             return False
-        job.status, job.status_reason = status, reason
-        job.error, job.error_kind = error, error_kind
-        if status in FINISHED:
-            job.finished_at = timezone.now()
-        if status == JobStatus.COMPLETED:
-            job.progress, job.eta_s = 1.0, 0.0
-        job.save(
-            update_fields=[
-                *("status", "status_reason", "error", "error_kind", "finished_at", "progress"),
-                "eta_s",
-            ]
-        )
-        if then is not None:
-            then(job)
-        publish_on_commit("jobs", job.status_message())
+        job.end_run(status, reason=reason, error=error, error_kind=error_kind, then=then)
     return True
 
 
@@ -208,13 +175,26 @@ def release(claim: Claim) -> None:
     )
 
 
+def train(claim: Claim, should_stop: Callable[[], str | None]) -> runs.Outcome:
+    """Train the claimed job: in this process, or as N ranks when it asks for `gpus` > 1."""
+    job = FineTuneJob.objects.get(pk=claim.job_id)
+    hp = runs.job_hyperparameters(job)
+    total = runs.total_steps(job, hp)
+    FineTuneJob.objects.filter(pk=claim.job_id, lease=claim.lease).update(total_steps=total)
+    run = RunInfo(claim.job_id, claim.lease, job.kind, claim.device, total, should_stop)
+    if hp["gpus"] > 1 and job.kind != JobKind.COORDIZER:
+        return ddp.launch(job, hp, run)  # torchrun: one process per GPU (or gloo ranks on the CPU)
+    runs.set_threads()
+    return training.train_rank(job, hp, run, runs.SOLO)
+
+
 def execute(claim: Claim) -> None:
     """Train a claimed job and record how it ended. A crash is recorded, then re-raised."""
     watcher = Watcher(claim)
     watcher.start()
     try:
-        outcome = training.train(claim.job_id, claim.lease, claim.device, watcher.should_stop)
-    except training.InvalidJob as exc:
+        outcome = train(claim, watcher.should_stop)
+    except runs.InvalidJob as exc:
         log.warning("job %s failed: %s", claim.job_id, exc)
         finish(
             claim,
@@ -259,11 +239,8 @@ def requeue_after_device_failure(claim: Claim, exc: BaseException) -> bool:
         job = FineTuneJob.objects.select_for_update().get(pk=claim.job_id)
         if job.lease != claim.lease or job.status != JobStatus.RUNNING:
             return False
-        job.excluded_devices = sorted({*job.excluded_devices, *failed})
-        job.status = JobStatus.QUEUED
-        job.status_reason = f"requeued: device {claim.device} failed; another device takes it"
-        job.error = error
-        job.save(update_fields=["excluded_devices", "status", "status_reason", "error"])
+        reason = f"requeued: device {claim.device} failed; another device takes it"
+        job.requeue_without(failed, reason, error)
         event = LearningEvent.objects.create(
             kind=LearningEventKind.JOB,
             job=job,
@@ -276,7 +253,6 @@ def requeue_after_device_failure(claim: Claim, exc: BaseException) -> bool:
                 "checkpoint": job.checkpoint_path,
             },
         )
-        publish_on_commit("jobs", job.status_message())
         publish_on_commit("learning", event_message(event))
     return True
 
@@ -304,18 +280,13 @@ def _requeue(candidates: QuerySet[FineTuneJob], why: str) -> list[int]:
             job = candidates.select_for_update().filter(pk=pk).first()
             if job is None:  # its runner answered or released it meanwhile
                 continue
-            was_running = job.status == JobStatus.RUNNING
-            job.lease, job.heartbeat_at, job.eta_s = "", None, None
-            if was_running:
-                job.status, job.status_reason = JobStatus.QUEUED, f"requeued: {why}"
-            job.save(update_fields=["lease", "heartbeat_at", "eta_s", "status", "status_reason"])
+            job.drop_lease(why)
             event = LearningEvent.objects.create(
                 kind=LearningEventKind.JOB,
                 job=job,
                 message=f"job {job.pk} requeued: {why}",
                 data={"worker": job.worker, "step": job.step, "checkpoint": job.checkpoint_path},
             )
-            publish_on_commit("jobs", job.status_message())
             publish_on_commit("learning", event_message(event))
         requeued.append(pk)
         log.warning("job %s requeued: %s", pk, why)

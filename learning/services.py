@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 
+from constellation.engine import e8
 from dashboard.services import publish_on_commit
 from learning.models import FineTuneJob, JobKind, LearningEvent
 from qigcenter.celery import app as celery_app
@@ -93,8 +94,8 @@ def queue_job(
     if kind not in JobKind.values:
         raise DomainError(f"kind must be one of {', '.join(JobKind.values)}, not {kind!r}")
     kernels = sorted(set(target_kernels or []))
-    if any(not 0 <= k <= 239 for k in kernels):
-        raise DomainError("target_kernels must be kernel indices between 0 and 239")
+    if any(not 0 <= k < e8.N_ROOTS for k in kernels):
+        raise DomainError(f"target_kernels must be kernel indices between 0 and {e8.N_ROOTS - 1}")
     if kind == JobKind.ADAPTER and not kernels and dataset_ids:
         kernels = routed_kernels(dataset_ids)  # docs/uploads.md: where the uploads route
     if kind == JobKind.ADAPTER and not kernels:

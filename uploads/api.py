@@ -13,9 +13,8 @@ from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from learning.models import JobKind
 from qigcenter.errors import DomainError
-from uploads import services
+from uploads import services, signals
 from uploads.handlers import IncomingFile, StreamingUploadParser
 from uploads.models import KnowledgeFile
 from uploads.serializers import KnowledgeChunkSerializer, KnowledgeFileSerializer
@@ -121,7 +120,7 @@ class KnowledgeFileViewSet(
                 for part in parts:
                     if isinstance(part, IncomingFile):
                         part.discard()
-        job, job_error = self._queue_training(request, stored) if train and stored else (None, None)
+        job, job_error = signals.request_training(request.user, stored) if train and stored else (None, None)
         statuses = [r.pop("status", None) for r in results]
         failed = [s for s in statuses if s is not None]
         code: int
@@ -134,23 +133,6 @@ class KnowledgeFileViewSet(
         else:
             code = status.HTTP_400_BAD_REQUEST
         return Response({"results": results, "job": job, "job_error": job_error}, status=code)
-
-    def _queue_training(
-        self, request: Request, uploads: list[KnowledgeFile]
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        from learning.api import FineTuneJobSerializer
-        from learning.services import queue_job
-
-        try:
-            job = queue_job(
-                kind=JobKind.ADAPTER,
-                created_by=request.user,
-                priority=max(u.priority for u in uploads),
-                dataset_ids=sorted({u.pk for u in uploads}),
-            )
-        except DomainError as exc:
-            return None, exc.detail
-        return dict(FineTuneJobSerializer(job).data), None
 
     def perform_destroy(self, instance: KnowledgeFile) -> None:
         user = self.request.user

@@ -23,13 +23,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import IntegrityError, transaction
 
+from constellation import published
 from constellation.engine import Coordizer
 from constellation.engine.router import Router
 from constellation.models import Kernel, Role
 from constellation.services import ensure_kernels
 from dashboard.services import publish_on_commit
-from learning import artifacts
-from learning.models import JobStatus
 from qigcenter.errors import DomainError, InvalidTransition
 from uploads import chunking
 from uploads.extract import EXTENSIONS, Extracted, ExtractError, Record, extract, record_text
@@ -44,7 +43,6 @@ PREVIEW_CHARS = 2000
 WAITING = "waiting for the coordizer"
 PROCESS_PENDING = "uploads.tasks.process_pending"
 RECORDS_FILE = "records.jsonl"
-UNFINISHED_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 
 
 class UploadError(Exception):
@@ -72,9 +70,9 @@ _coordizer_cache: dict[str, Coordizer] = {}
 
 def current_coordizer() -> Coordizer | None:
     """The published coordizer (loaded once per version), or None before the first one."""
-    if not artifacts.has_coordizer():
+    if not published.has_coordizer():
         return None
-    version = str(artifacts.coordizer_dir().resolve())
+    version = str(published.coordizer_dir().resolve())
     with _coordizer_lock:
         if version not in _coordizer_cache:
             _coordizer_cache.clear()
@@ -313,10 +311,11 @@ def upload_directory(upload: KnowledgeFile) -> Path | None:
 
 def delete_upload(upload: KnowledgeFile) -> None:
     """Delete the upload, its chunks and its files; refused (409) while an unfinished job (queued,
-    running or paused) uses it."""
+    running or paused: the learning app's `unfinished()`, asked through the jobs that use the
+    upload) uses it."""
     with transaction.atomic():
         locked = KnowledgeFile.objects.select_for_update().get(pk=upload.pk)
-        busy = list(locked.jobs.filter(status__in=UNFINISHED_JOBS).values_list("pk", "status"))
+        busy = list(locked.jobs.unfinished().values_list("pk", "status"))
         if busy:
             jobs = ", ".join(f"job {pk} ({status})" for pk, status in busy)
             raise InvalidTransition(

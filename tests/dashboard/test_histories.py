@@ -17,11 +17,11 @@ from django.utils import timezone
 from constellation.engine import e8
 from constellation.engine.geometry import fisher_rao, geodesic, uniform_basin
 from constellation.models import Interaction, Kernel, KernelStatus
+from constellation.published import coordizer_dir, kernel_dir
 from constellation.services import ensure_kernels
 from dashboard import ring
 from dashboard.sampler import Sampler
 from federation.models import Node
-from learning import artifacts
 from learning.models import FineTuneJob, JobMetric, LearningEvent
 from tests.dashboard.ws import ALL_TOPICS, connect, histories, next_of
 
@@ -43,7 +43,7 @@ def _seed(models_dir: Path) -> dict[str, Any]:
             regime="geometric" if phi else "", phase="FOAM" if phi else "",
         )  # fmt: skip
     moved = geodesic(e8.anchor(KERNEL), uniform_basin(), 0.25)
-    adapter = artifacts.kernel_dir(KERNEL)
+    adapter = kernel_dir(KERNEL)
     adapter.mkdir(parents=True)
     (adapter / "adapter.safetensors").write_bytes(b"\0" * 4321)
     Kernel.objects.filter(index=KERNEL).update(
@@ -213,7 +213,7 @@ def test_vocabulary_size_and_growth_come_from_the_coordizer_versions_on_disk(
     now = datetime.now().timestamp()
     assert vocabulary(now) == {"vocabulary_size": None, "vocabulary_added_last_24h": None}
 
-    coordizer = artifacts.coordizer_dir()
+    coordizer = coordizer_dir()
     old = coordizer.parent / f".coordizer.v{int((now - 30 * 3600) * 1e9)}"
     old_size = _tokenizer(old, ["alpha beta gamma"])
     coordizer.symlink_to(old.name)
@@ -230,7 +230,7 @@ def test_vocabulary_size_and_growth_come_from_the_coordizer_versions_on_disk(
 
 
 async def test_kernel_status_changes_and_trainings_are_published_live(developer, seeded) -> None:
-    from dashboard import kernels as kernel_telemetry
+    from constellation import kernels as kernel_telemetry
 
     communicator = await connect(developer)
     await histories(communicator, ["kernels"])
@@ -244,7 +244,9 @@ async def test_kernel_status_changes_and_trainings_are_published_live(developer,
 
     def trained() -> dict[str, Any]:
         kernel = Kernel.objects.get(index=KERNEL)
-        return kernel_telemetry.trained_message(kernel, job=seeded["running"])
+        return kernel_telemetry.trained_message(
+            kernel, JobMetric.latest_phi(KERNEL), job=seeded["running"]
+        )
 
     message = await database_sync_to_async(trained)()
     assert message["kind"] == "kernel.trained" and message["status"] == "active"

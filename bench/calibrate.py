@@ -1,4 +1,4 @@
-"""Calibration of Φ/κ (DESIGN.md §5): record them over a whole `tiny` pretraining run on the
+"""Calibration of Φ/κ (docs/design.md §5): record them over a whole `tiny` pretraining run on the
 bootstrap corpus and a healthy adapter run, and report where the seed thresholds would put them.
 
     python -m bench.calibrate [--steps 400] [--out calibration.json]

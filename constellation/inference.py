@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from constellation import published
 from constellation.engine import (
     Constellation,
     Coordizer,
@@ -33,17 +34,9 @@ from constellation.engine import (
     Ticket,
     auto_threads,
     e8,
-    load_adapter,
-    load_trunk,
 )
 from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
-from constellation.published import (
-    bootstrap_progress,
-    fingerprint,
-    has_model,
-    kernel_adapter_dirs,
-    models_dir,
-)
+from constellation.published import bootstrap_progress, fingerprint, has_model
 from constellation.streaming import Generation
 from qigcenter.env import env_int
 
@@ -174,11 +167,11 @@ class InferenceService:
 
         from .models import Kernel
 
-        coordizer = Coordizer.load(models_dir() / "coordizer")
+        coordizer = published.load_coordizer()
         dtype = default_inference_dtype("cpu") if not torch.cuda.is_available() else torch.bfloat16
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        trunk = load_trunk(models_dir() / "trunk", dtype=dtype, device=device)
-        adapters = kernel_adapter_dirs()
+        trunk = published.load_trunk(dtype=dtype, device=device)
+        adapters = published.kernel_adapter_dirs()
         anchors = {
             k.index: k.anchor
             for k in Kernel.objects.filter(index__in=list(adapters)).only("index", "anchor")
@@ -186,8 +179,8 @@ class InferenceService:
         constellation = Constellation(
             trunk, coordizer, size="minimal", max_adapters=max(16, len(adapters)), anchors=anchors
         )
-        for index, directory in sorted(adapters.items()):
-            adapter, _ = load_adapter(directory)
+        for index in sorted(adapters):
+            adapter, _ = published.load_adapter(index)
             constellation.load_adapter(index, adapter)
         routers = {"latest": constellation.router}
         for size in e8.PRESETS:

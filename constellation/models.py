@@ -5,7 +5,7 @@ from django.db import models
 
 from constellation.engine import e8
 
-# The 8 primary roles, one per simple root of E8 (DESIGN.md §2), as model choices: the engine's
+# The 8 primary roles, one per simple root of E8 (docs/design.md §2), as model choices: the engine's
 # enum is the one list (constellation.engine.e8 imports numpy, not PyTorch).
 # (django-stubs types only the class form of TextChoices, not this functional one.)
 Role: type[models.TextChoices] = models.TextChoices(  # type: ignore[call-overload]

@@ -79,7 +79,7 @@ def kernel_adapter_dirs() -> dict[int, Path]:
 
 
 # ---- versions ---------------------------------------------------------------------------------
-def _published_at(version: Path) -> int:
+def published_at(version: Path) -> int:
     """A version directory's publication time (ns since the epoch), from its name."""
     stamp = version.name.rpartition(".v")[2]
     return int(stamp) if stamp.isdigit() else -1
@@ -87,8 +87,8 @@ def _published_at(version: Path) -> int:
 
 def versions(dest: Path) -> list[Path]:
     """The version directories of `dest` still on disk, oldest first."""
-    found = [p for p in dest.parent.glob(f".{dest.name}.v*") if _published_at(p) >= 0]
-    return sorted(found, key=_published_at)
+    found = [p for p in dest.parent.glob(f".{dest.name}.v*") if published_at(p) >= 0]
+    return sorted(found, key=published_at)
 
 
 def _point(dest: Path, version: Path) -> None:
@@ -115,8 +115,8 @@ def publish_dir(dest: Path, build: Callable[[Path], object]) -> Path:
 def rollback_dir(dest: Path) -> Path:
     """Point `dest` back at the version published before the current one; returns it. Raises
     FileNotFoundError when there is none (never published twice, or pruned)."""
-    current = _published_at(dest.resolve()) if dest.is_symlink() else -1
-    older = [v for v in versions(dest) if _published_at(v) < current]
+    current = published_at(dest.resolve()) if dest.is_symlink() else -1
+    older = [v for v in versions(dest) if published_at(v) < current]
     if not older:
         raise FileNotFoundError(f"{dest} has no earlier version to go back to")
     _point(dest, older[-1])

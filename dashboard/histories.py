@@ -5,7 +5,6 @@ at most ``POINTS`` samples or a bounded number of rows per topic."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from django.apps import apps
 from django.utils import timezone
 
 from constellation.interactions import interaction_event
-from constellation.published import KEEP_VERSIONS, coordizer_dir
+from constellation.published import KEEP_VERSIONS, coordizer_dir, published_at, versions
 from dashboard import kernels, ring
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def gpu() -> dict[str, Any]:
 
 # ---- consciousness ---------------------------------------------------------------------------
 def thresholds() -> dict[str, list[dict[str, Any]]]:
-    """Where the regimes and phases change (the engine's constants, DESIGN.md §5) and where the
+    """Where the regimes and phases change (the engine's constants, docs/design.md §5) and where the
     collapse guard acts (its calibrated threshold, docs/metrics.md)."""
     from constellation.engine.callbacks import GuardConfig
     from constellation.engine.metrics import MetricsConfig
@@ -107,8 +106,8 @@ def kernels_history() -> dict[str, Any]:
 
 # ---- jobs ------------------------------------------------------------------------------------
 def jobs() -> dict[str, Any]:
-    from learning.api import FineTuneJobSerializer
     from learning.models import FINISHED, FineTuneJob
+    from learning.serializers import FineTuneJobSerializer
 
     related = FineTuneJob.objects.select_related("created_by").prefetch_related("datasets")
     unfinished = list(related.exclude(status__in=FINISHED))
@@ -122,7 +121,6 @@ def jobs() -> dict[str, Any]:
 
 
 # ---- learning --------------------------------------------------------------------------------
-_VERSION = re.compile(r"^\.coordizer\.v(\d+)$")
 
 
 @lru_cache(maxsize=16)
@@ -142,12 +140,11 @@ def vocabulary_size(directory: Path) -> int | None:
 
 def coordizer_versions(coordizer: Path) -> list[tuple[float, Path]]:
     """Published coordizer versions still on disk, (publication time, directory), oldest first."""
-    found = []
-    for entry in coordizer.parent.glob(".coordizer.v*"):
-        match = _VERSION.match(entry.name)
-        if match and (entry / "tokenizer.json").is_file():
-            found.append((int(match.group(1)) / 1e9, entry))
-    return sorted(found)
+    return [
+        (published_at(entry) / 1e9, entry)
+        for entry in versions(coordizer)
+        if (entry / "tokenizer.json").is_file()
+    ]
 
 
 def vocabulary(now: float | None = None) -> dict[str, Any]:
@@ -159,21 +156,21 @@ def vocabulary(now: float | None = None) -> dict[str, Any]:
     size = vocabulary_size(current)
     if size is None:
         return {"vocabulary_size": None, "vocabulary_added_last_24h": None}
-    versions = coordizer_versions(current)
+    on_disk = coordizer_versions(current)
     day_ago = now - 24 * 3600
     current_name = current.resolve().name
-    published = next((t for t, d in versions if d.name == current_name), None)
+    published = next((t for t, d in on_disk if d.name == current_name), None)
     added: int | None
     if published is None:  # not a published version (written by hand): unknown
         added = None
     elif published <= day_ago:
         added = 0
     else:
-        before = [d for t, d in versions if t <= day_ago]
+        before = [d for t, d in on_disk if t <= day_ago]
         if before:
             old = vocabulary_size(before[-1])
             added = size - old if old is not None else None
-        elif len(versions) < KEEP_VERSIONS:  # nothing pruned: none existed 24 h ago
+        elif len(on_disk) < KEEP_VERSIONS:  # nothing pruned: none existed 24 h ago
             added = size
         else:  # the version in use then may have been pruned
             added = None
@@ -242,7 +239,7 @@ def federation() -> dict[str, Any]:
                 "status": status,
                 "last_seen": seen.isoformat() if seen else None,
                 "lag_s": round((now - seen).total_seconds(), 1) if seen else None,
-                "syncing": False,  # no basin sync runs in this version (DESIGN.md §7 is to come)
+                "syncing": False,  # no basin sync in this version (docs/design.md §7: planned)
             }
         )
     return {"kind": "federation.history", "nodes": nodes}

@@ -11,44 +11,10 @@ from rest_framework.response import Response
 from constellation.engine import e8
 from learning import services
 from learning.models import FineTuneJob, JobKind, JobMetric, LearningEvent
+from learning.serializers import FineTuneJobSerializer
 from qigcenter.errors import DomainError
 from qigcenter.permissions import IsStaffOrReadOnly
 from uploads.models import KnowledgeFile
-
-
-class FineTuneJobSerializer(serializers.ModelSerializer):
-    created_by: serializers.StringRelatedField = serializers.StringRelatedField()
-
-    class Meta:
-        model = FineTuneJob
-        fields = [
-            "id",
-            "kind",
-            "status",
-            "status_reason",
-            "priority",
-            "datasets",
-            "target_kernels",
-            "hyperparameters",
-            "progress",
-            "step",
-            "total_steps",
-            "eta_s",
-            "metrics",
-            "device",
-            "excluded_devices",
-            "checkpoint_path",
-            "after",
-            "runs",
-            "heartbeat_at",
-            "error",
-            "error_kind",
-            "created_by",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
-        read_only_fields = fields
 
 
 class QueueJobSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""Bootstrap: the first start with no trunk queues a coordizer and a pretrain job (DESIGN §6).
+"""Bootstrap: a first start with no trunk queues a coordizer and a pretrain job (docs/design.md §6).
 
 Both train on the bootstrap corpus (installed packages' docs); the pretrain job waits for the
 coordizer job (`after`). Sized by QIG_BOOTSTRAP_* (docs/configuration.md) so that on a small CPU

@@ -15,7 +15,7 @@ from uploads import services as uploads
 
 
 def bootstrap_corpus() -> list[str]:
-    """The bootstrap corpus (installed packages' docs, DESIGN §6), built once and kept."""
+    """The bootstrap corpus (installed packages' docs, docs/design.md §6), built once and kept."""
     docs = published.load_corpus()
     if docs is None:
         docs = build_corpus(CorpusConfig(max_bytes=int(settings.BOOTSTRAP_CORPUS_MB * 1e6)))

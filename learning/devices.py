@@ -1,4 +1,4 @@
-"""The distributor: which device a job trains on (DESIGN.md §6, docs/training.md).
+"""The distributor: which device a job trains on (docs/design.md §6, docs/training.md).
 
 The GPU with the most free memory (NVML) among those not already running a job; a job asking for
 `gpus` = N > 1 gets the N free GPUs with the most free memory (DDP, see `learning.ddp`). The CPU

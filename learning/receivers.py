@@ -6,8 +6,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from learning.api import FineTuneJobSerializer
 from learning.models import JobKind
+from learning.serializers import FineTuneJobSerializer
 from learning.services import queue_job
 from qigcenter.errors import DomainError
 from uploads.models import KnowledgeFile

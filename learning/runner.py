@@ -1,4 +1,4 @@
-"""The job runner: the one owner of a running job's state (DESIGN.md §6, docs/training.md).
+"""The job runner: the one owner of a running job's state (docs/design.md §6, docs/training.md).
 
 A worker on the `gpu` queue runs `run_next_job`: it claims the highest-priority claimable job for a
 free device (one run per device, enforced by a unique constraint), holds the claim as a *lease*

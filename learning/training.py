@@ -1,4 +1,4 @@
-"""Training a claimed job with the engine, by kind (DESIGN.md §6, docs/training.md).
+"""Training a claimed job with the engine, by kind (docs/design.md §6, docs/training.md).
 
     coordizer  byte-level BPE + basin coordinates on the job's datasets or the bootstrap corpus
     pretrain   the trunk (preset `tiny` or `100m`) on the job's datasets or the bootstrap corpus;

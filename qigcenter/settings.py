@@ -251,7 +251,7 @@ if JOB_STALE_AFTER_S < 3 * JOB_HEARTBEAT_S:
         f"at least 3 × QIG_JOB_HEARTBEAT_S ({3 * JOB_HEARTBEAT_S:g} s)",
     )
 JOB_CHECKPOINT_EVERY = env_int("QIG_CHECKPOINT_EVERY", 50, minimum=1)
-# Per-step telemetry on the `jobs` topic: at most 4 messages a second per job (DESIGN §6).
+# Per-step telemetry on the `jobs` topic: at most 4 messages a second per job (docs/design.md §6).
 JOB_TELEMETRY_INTERVAL_S = 0.25
 # `auto`: the CUDA GPU with the most free memory (NVML) when there is one, else the CPU; or an
 # explicit comma-separated list of devices, e.g. `cuda:1,cuda:2,cpu` (docs/training.md).

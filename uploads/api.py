@@ -120,7 +120,9 @@ class KnowledgeFileViewSet(
                 for part in parts:
                     if isinstance(part, IncomingFile):
                         part.discard()
-        job, job_error = signals.request_training(request.user, stored) if train and stored else (None, None)
+        job, job_error = (None, None)
+        if train and stored:
+            job, job_error = signals.request_training(request.user, stored)
         statuses = [r.pop("status", None) for r in results]
         failed = [s for s in statuses if s is not None]
         code: int

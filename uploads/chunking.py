@@ -5,7 +5,7 @@ Windows of `size` tokens, each starting `size − overlap` tokens after the prev
 window may be shorter (a window made only of the previous one's overlap is not emitted). A
 chunk's basin is the IDF-weighted mixture of its tokens' coordinates, exactly
 `Coordizer.basin_of_ids`, computed for all chunks at once with `torch.nn.functional.embedding_bag`.
-The document's basin is the same mixture over all its tokens (DESIGN §3: a text's basin).
+The document's basin is the same mixture over all its tokens (docs/design.md §3: a text's basin).
 A chunk's text is the exact substring of the document its tokens cover (byte offsets from the
 tokens' byte lengths; a window edge inside a multi-byte character moves to the character's end).
 """

@@ -4,7 +4,7 @@
 file's training records plus its plain text; a file that cannot be used raises `ExtractError`
 whose message says what is wrong (and where: a JSONL line, a CSV line, a PDF page).
 
-Records are what training reads (DESIGN §6): {"text"}, {"prompt", "completion"} or
+Records are what training reads (docs/design.md §6): {"text"}, {"prompt", "completion"} or
 {"messages": [{"role", "content"}, ...]}. The plain text (records joined by blank lines) is what
 is chunked, embedded as basins and previewed.
 """

@@ -9,7 +9,7 @@ why none was queued. The learning app connects its receiver when Django starts
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.dispatch import Signal
@@ -29,5 +29,4 @@ def request_training(
     answers = training_requested.send(sender=KnowledgeFile, user=user, uploads=uploads)
     if not answers:
         return None, NO_TRAINER
-    job, error = answers[0][1]
-    return job, error
+    return cast(tuple[dict[str, Any] | None, str | None], answers[0][1])

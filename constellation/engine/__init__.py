@@ -1,9 +1,10 @@
-"""The constellation engine: pure PyTorch/numpy, imports no Django (DESIGN.md §2–6).
+"""The constellation engine: pure PyTorch/numpy, imports no Django (docs/design.md §2–6).
 
 One module per concept:
     geometry     Fisher–Rao distance, geodesics, log/exp maps, Karcher mean on the 64-simplex
     e8           the 240 E8 roots, roles, anchors and size presets
     coordizer    byte-level BPE + per-token basin coordinates, text basins
+    bulk_encode  fast exact tokenisation of large texts (`Coordizer.encode_large`)
     corpus       the bootstrap corpus from installed packages' docstrings and docs
     config       TrunkConfig (presets `tiny`, `100m`) and LoRAConfig
     model        the trunk (RMSNorm, RoPE, SwiGLU, SDPA, tied embeddings)
@@ -11,7 +12,7 @@ One module per concept:
     kv_cache     the preallocated KV cache and the ragged caches of continuous batching
     packing      oneDNN-prepacked weights for fast CPU decoding
     sampling     Ollama's sampling options
-    generation   batched multi-kernel decoding and the streaming reply iterator
+    generation   batched multi-kernel decoding, the streaming reply iterator, stop strings
     scheduler    continuous batching: requests join and leave the decode batch between steps
     metrics      Φ and κ of final hidden states, regime and phase
     router       query basin → nearest kernels, weights for a logit mixture

@@ -1,4 +1,4 @@
-"""Training callbacks: telemetry, and the safety guards with the recovery ladder (DESIGN.md §6).
+"""Training callbacks: telemetry, the safety guards and the recovery ladder (docs/design.md §6).
 
 A callback sees every step (`on_step_end`) and may return `Action`s; the trainer records every
 action as a learning event and passes it to all callbacks (`on_action`). Guards act on the
@@ -110,13 +110,13 @@ class TelemetryCallback(Callback):
 class GuardConfig:
     """Thresholds of the guards.
 
-    `collapse_below` is calibrated (docs/metrics.md): DESIGN's seed 0.65 would pause a healthy
+    `collapse_below` is calibrated (docs/metrics.md): the design's seed 0.65 would pause a healthy
     `tiny` pretraining run whose loss is falling (its Φ climbs from ≈0.3 to ≈0.63 over 400 steps),
     so it is rescaled to 0.40, below every healthy post-warm-up reading (min 0.52).
     """
 
     warmup_steps: int = 100
-    collapse_below: float = 0.40  # DESIGN seed: 0.65
+    collapse_below: float = 0.40  # the design's seed: 0.65
     collapse_patience: int = 10  # consecutive measurements
     breakdown_at: float = 0.80
     light_sleep_from: int = 20  # consecutive breakdown measurements

@@ -1,4 +1,4 @@
-"""Config dataclasses of the trunk and its LoRA kernels, with the size presets (DESIGN.md §4)."""
+"""Config dataclasses of the trunk and its LoRA kernels, and size presets (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Coordizer: byte-level BPE tokenizer + per-token basin coordinates (DESIGN.md §3).
+"""Coordizer: byte-level BPE tokenizer + per-token basin coordinates (docs/design.md §3).
 
 Token vectors come from co-occurrence (PPMI over a ±window, truncated SVD); k-means puts 64
 centroids among them and coords(t) = softmax(−‖v_t − c_j‖² / τ). A text's basin is the
@@ -242,7 +242,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int, seed: int) -> torch.Tensor:
 
 
 def token_coords(docs: Sequence[Sequence[int]], vocab_size: int, cfg: CoordizerConfig) -> Array:
-    """Per-token basin coordinates (V, 64) from PPMI + truncated SVD + k-means (DESIGN §3)."""
+    """Per-token basin coordinates (V, 64): PPMI + truncated SVD + k-means (docs/design.md §3)."""
     m = ppmi(cooccurrence(docs, vocab_size, cfg.window))
     torch.manual_seed(cfg.seed)
     q = min(cfg.svd_dim, vocab_size - 1)

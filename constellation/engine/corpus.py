@@ -1,4 +1,4 @@
-"""Bootstrap corpus: docstrings and docs of the installed Python packages (DESIGN.md §6).
+"""Bootstrap corpus: docstrings and docs of the installed Python packages (docs/design.md §6).
 
 Nothing is downloaded and nothing is imported: source files are parsed with `ast`, so building
 the corpus has no side effects. Documents are deduplicated by content hash and capped in total

@@ -1,6 +1,7 @@
 """Training data: examples → one token stream with a loss mask → deterministic batches.
 
-Accepted examples (DESIGN.md §6): plain strings, {"text"}, {"prompt", "completion"} (loss on the
+Accepted examples (docs/design.md §6): plain strings, {"text"}, {"prompt", "completion"} (loss on
+the
 completion only) and {"messages": [{"role", "content"}, ...]} (loss on assistant turns only).
 Each example ends with the end-of-text token.
 

@@ -1,4 +1,4 @@
-"""The E8 root system, kernel roles and basin anchors (DESIGN.md §2).
+"""The E8 root system, kernel roles and basin anchors (docs/design.md §2).
 
 Kernel i sits at root i of the 240 E8 roots sorted lexicographically. Its anchor basin is
 softmax(β · P r) with P a fixed 64×8 matrix with orthonormal columns.

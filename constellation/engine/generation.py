@@ -1,4 +1,4 @@
-"""Batched, multi-kernel generation and the streaming reply iterator (DESIGN.md §4).
+"""Batched, multi-kernel generation and the streaming reply iterator (docs/design.md §4).
 
 A request is a prompt, the kernel(s) that answer it and its sampling options. A request with
 several kernels is a top-k *mixture*: each kernel gets its own row of the batch and the request's

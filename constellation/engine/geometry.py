@@ -1,4 +1,4 @@
-"""Fisher–Rao geometry on the 64-simplex (DESIGN.md §2).
+"""Fisher–Rao geometry on the 64-simplex (docs/design.md §2).
 
 A basin is p ∈ Δ⁶³. We work in square-root coordinates ψ = √p, which maps the simplex onto the
 positive orthant of the unit sphere S⁶³. There the Fisher–Rao metric is (twice) the round metric,
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 BASIN_DIM = 64
-BASIN_FLOOR = 1e-12  # DESIGN §2: clip to ≥ 1e-12, renormalise
+BASIN_FLOOR = 1e-12  # docs/design.md §2: clip to ≥ 1e-12, renormalise
 KARCHER_TOL = 1e-10
 KARCHER_MAX_ITER = 100
 

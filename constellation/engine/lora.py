@@ -1,5 +1,5 @@
 """LoRA kernels: one kernel's adapter, the bank that stacks many, and the per-row route
-(DESIGN.md §4).
+(docs/design.md §4).
 
 ΔW = s · A B with A (in, r), B (r, out), s = α / r, on the fused q|k|v projection, the attention
 output, the fused gate|up projection and the MLP down projection. One batched forward serves rows

@@ -1,4 +1,4 @@
-"""Φ (integration) and κ (effective dimensionality) of final hidden states (DESIGN.md §5).
+"""Φ (integration) and κ (effective dimensionality) of final hidden states (docs/design.md §5).
 
 Both are *measured diagnostics*, never optimised. H ∈ ℝ^{N×d} are the final-layer hidden states
 of the last N tokens processed, centred.

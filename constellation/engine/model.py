@@ -1,4 +1,4 @@
-"""The trunk: a decoder-only transformer (DESIGN.md §4).
+"""The trunk: a decoder-only transformer (docs/design.md §4).
 
 RMSNorm, RoPE, SwiGLU, SDPA attention, tied embeddings, a preallocated KV cache (`kv_cache.py`).
 Each linear projection can carry a per-row LoRA delta (`lora.py`): one batched forward serves

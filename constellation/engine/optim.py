@@ -1,4 +1,4 @@
-"""Optimisers: `DiagonalFisher` (natural gradient, DESIGN.md §6) and AdamW as the baseline.
+"""Optimisers: `DiagonalFisher` (natural gradient, docs/design.md §6) and AdamW as the baseline.
 
 DiagonalFisher keeps an EMA of the squared gradient as the diagonal empirical Fisher F and steps
 along the damped natural gradient  Δθ = −lr · m / (F̂ + λ)^power, with m an EMA (momentum) of the

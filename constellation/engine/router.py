@@ -1,4 +1,4 @@
-"""Geometric routing: a query's basin → the nearest active kernels (DESIGN.md §1, §2).
+"""Geometric routing: a query's basin → the nearest active kernels (docs/design.md §1, §2).
 
 All anchors are one matrix of square roots Ψa (K, 64); routing a batch of query basins is one
 `2·arccos(Ψq · Ψaᵀ)`. Top-k weights are softmax(−d / τ) over the k distances, used to mix the

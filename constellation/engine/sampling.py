@@ -1,4 +1,4 @@
-"""Sampling with Ollama's options (DESIGN.md §4).
+"""Sampling with Ollama's options (docs/design.md §4).
 
 Order of the chain, as in llama.cpp: repeat penalty → top_k → top_p → min_p → temperature →
 draw. temperature ≤ 0 is greedy. Each request draws from its own `torch.Generator` seeded with

@@ -1,4 +1,4 @@
-"""Continuous batching (DESIGN.md §4): requests join and leave the decode batch between steps.
+"""Continuous batching (docs/design.md §4): requests join and leave the decode batch between steps.
 
 Active request i keeps its keys and values in slot i of one shared cache (max_batch slots of
 max_seq_len positions, allocated on first use). Each admitted request is prefilled alone into the

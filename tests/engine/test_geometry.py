@@ -1,4 +1,4 @@
-"""Property tests for the Fisher–Rao geometry (DESIGN §2)."""
+"""Property tests for the Fisher–Rao geometry (docs/design.md §2)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Φ and κ exactly as DESIGN §5 defines them, on signals whose answer is known."""
+"""Φ and κ exactly as docs/design.md §5 defines them, on signals whose answer is known."""
 
 import math
 
@@ -42,7 +42,7 @@ def test_phi_of_independent_noise_is_zero_after_the_bias_correction():
     torch.manual_seed(0)
     x = torch.randn(1024, 384)
     raw, _ = integration_phi((x - x.mean(0)).double(), MetricsConfig(bias_correction=False))
-    assert raw == pytest.approx(0.14, abs=0.02)  # DESIGN §5's reading of the bias
+    assert raw == pytest.approx(0.14, abs=0.02)  # docs/design.md §5's reading of the bias
     assert measure(x).phi == 0.0
 
 
@@ -51,7 +51,7 @@ def test_phi_of_eight_copies_of_one_signal_is_high():
     s = torch.randn(1024, 48)
     h = torch.cat([s] * 8, dim=1)
     raw = measure(h, MetricsConfig(bias_correction=False))
-    assert raw.phi == pytest.approx(0.83, abs=0.01)  # DESIGN §5's reference reading
+    assert raw.phi == pytest.approx(0.83, abs=0.01)  # docs/design.md §5's reference reading
     corrected = measure(h)
     assert 0.75 < corrected.phi < raw.phi
     assert corrected.kappa == pytest.approx(effective_rank((s - s.mean(0)).double()), rel=1e-6)

@@ -10,8 +10,9 @@ import pytest
 
 from constellation.engine import Trunk, save_trunk, trunk_preset
 from constellation.models import Kernel, KernelStatus
-from learning import runner, training
+from learning import datasets, runner
 from learning.models import FineTuneJob, JobStatus
+from learning.runs import InvalidJob
 from learning.services import validate_hyperparameters
 from tests.uploads import small
 from tests.uploads.conftest import upload_file
@@ -44,7 +45,7 @@ def test_an_adapter_job_trains_on_the_uploads_records(admin_api, coordizer, data
     routed = sorted({r["kernel"] for r in page["routed"] + qa["routed"]})
     assert job.target_kernels == routed
 
-    examples: list[Any] = training.dataset_examples(job)
+    examples: list[Any] = datasets.dataset_examples(job)
     assert list(examples[0]) == ["text"] and examples[0]["text"].startswith(page["preview"])
     assert "never trained" not in str(examples) and "<p>" not in examples[0]["text"]
     assert examples[1:] == pairs  # prompt/completion kept: the loss is on the completion only
@@ -70,5 +71,5 @@ def test_a_job_whose_upload_lost_its_records_fails_clearly(admin_api, coordizer,
     job = FineTuneJob.objects.get(pk=response.json()["job"]["id"])
     upload = job.datasets.get()
     (Path(data / "media") / upload.records_name).unlink()
-    with pytest.raises(training.InvalidJob, match=r"upload \d+ \(a.txt\): its extracted records"):
-        training.dataset_examples(job)
+    with pytest.raises(InvalidJob, match=r"upload \d+ \(a.txt\): its extracted records"):
+        datasets.dataset_examples(job)

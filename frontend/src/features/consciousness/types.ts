@@ -23,7 +23,7 @@ export interface ConsciousnessHistory {
 
 export type ConsciousnessPayload = Reading | ConsciousnessHistory | { kind: string };
 
-/** The colour of each regime (DESIGN.md §5): calm blue, healthy green, alarming red. */
+/** The colour of each regime (docs/design.md §5): calm blue, healthy green, alarming red. */
 export const REGIME_COLOURS: Record<string, string> = {
   linear: '#7cc0ff',
   geometric: '#5bd46a',

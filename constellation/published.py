@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from django.apps import apps
@@ -140,9 +141,32 @@ def load_trunk(dtype: torch.dtype = torch.float32, device: str = "cpu") -> Trunk
     return checkpoint.load_trunk(trunk_dir(), dtype=dtype, device=device)
 
 
-def publish_adapter(index: int, adapter: Adapter, trunk_cfg: TrunkConfig) -> Path:
-    """Publish kernel `index`'s adapter; returns the new version's directory."""
-    return publish_dir(kernel_dir(index), lambda d: checkpoint.save_adapter(adapter, trunk_cfg, d))
+KERNEL_META = "kernel.json"  # beside a kernel version's adapter: what routing and rollback read
+
+
+def publish_adapter(
+    index: int, adapter: Adapter, trunk_cfg: TrunkConfig, meta: dict[str, Any] | None = None
+) -> Path:
+    """Publish kernel `index`'s adapter, with `meta` (JSON: e.g. its routing radius, anchor and
+    held-out figures) in the same version directory; returns the new version's directory."""
+
+    def build(directory: Path) -> None:
+        checkpoint.save_adapter(adapter, trunk_cfg, directory)
+        if meta is not None:
+            (directory / KERNEL_META).write_text(json.dumps(meta, indent=2))
+
+    return publish_dir(kernel_dir(index), build)
+
+
+def kernel_meta(index: int) -> dict[str, Any] | None:
+    """The published version's metadata of kernel `index` (None: no adapter, or published
+    without metadata)."""
+    path = kernel_dir(index) / KERNEL_META
+    try:
+        meta: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return meta
 
 
 def load_adapter(index: int) -> tuple[Adapter, TrunkConfig]:

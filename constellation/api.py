@@ -7,8 +7,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from constellation import kernels
 from constellation.interactions import give_feedback
 from constellation.models import Feedback, Interaction, Kernel
+from qigcenter.permissions import IsStaffOrReadOnly
 
 
 class KernelSerializer(serializers.ModelSerializer):
@@ -17,7 +19,29 @@ class KernelSerializer(serializers.ModelSerializer):
         fields = ["index", "role", "status", "anchor", "last_trained_at", "updated_at"]
 
 
+class KernelVersionSerializer(serializers.Serializer):
+    """One published adapter version of a kernel (its kernel.json, docs/training.md)."""
+
+    version = serializers.CharField(help_text="the version directory's name, .<index>.v<ns>")
+    published_at = serializers.DateTimeField()
+    current = serializers.BooleanField(help_text="the version served now")
+    radius = serializers.FloatField(allow_null=True, help_text="routing radius (rad)")
+    heldout = serializers.JSONField(allow_null=True, help_text="held-out losses before/after")
+    calibration = serializers.JSONField(allow_null=True, help_text="how the radius was chosen")
+    job = serializers.IntegerField(allow_null=True, help_text="the job that trained it")
+    has_meta = serializers.BooleanField(help_text="false: published before kernel.json existed")
+
+
+class RollbackSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    version = serializers.CharField(help_text="the version served now")
+    versions = KernelVersionSerializer(many=True)
+    kernel = KernelSerializer()
+
+
 class KernelViewSet(viewsets.ReadOnlyModelViewSet):
+    """The 240 kernels; `versions/` lists a kernel's adapter versions, admins `rollback/`."""
+
     queryset = Kernel.objects.all()
     serializer_class = KernelSerializer
     lookup_field = "index"
@@ -29,6 +53,28 @@ class KernelViewSet(viewsets.ReadOnlyModelViewSet):
             if value:
                 queryset = queryset.filter(**{field: value})
         return queryset
+
+    @extend_schema(responses=KernelVersionSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def versions(self, request: Request, index: str | None = None) -> Response:
+        """The kernel's adapter versions on disk, newest first (the last 5 are kept)."""
+        kernel = self.get_object()
+        return Response(KernelVersionSerializer(kernels.versions(kernel.index), many=True).data)
+
+    @extend_schema(request=None, responses=RollbackSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsStaffOrReadOnly])
+    def rollback(self, request: Request, index: str | None = None) -> Response:
+        """Serve the version before the current one again, live (409: there is none)."""
+        kernel = self.get_object()
+        version = kernels.rollback(kernel.index, by=request.user.get_username())
+        kernel.refresh_from_db()
+        body = {
+            "index": kernel.index,
+            "version": version.name,
+            "versions": kernels.versions(kernel.index),
+            "kernel": kernel,
+        }
+        return Response(RollbackSerializer(body).data)
 
 
 class InteractionSerializer(serializers.ModelSerializer):

@@ -10,6 +10,10 @@ Async callers get a `streaming.Generation`: tokens handed over by the scheduler 
 (``loop.call_soon_threadsafe``, batched), decoded into pieces; a request whose client goes away
 is cancelled and its scheduler row freed at the next step.
 
+Routing does no harm (docs/inference.md, "Routing"): every kernel with a published adapter
+answers only the queries within its radius (its version's `kernel.json`, else
+`QIG_ROUTE_RADIUS`); the engine's `Router` decides, and every route says who answered and why.
+
 This module is the service: loading, keep_alive, admission. What is on disk is
 `constellation.published`; the expected failures are `constellation.errors`.
 """
@@ -17,21 +21,28 @@ This module is the service: loading, keep_alive, admission. What is on disk is
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from constellation import published
+from constellation.catalog import kernel_model_name
 from constellation.engine import (
     Constellation,
     Coordizer,
     Request,
+    Route,
     Router,
     SamplingOptions,
     Scheduler,
     Ticket,
+    as_basin,
     auto_threads,
     e8,
 )
@@ -39,6 +50,8 @@ from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
 from constellation.published import bootstrap_progress, fingerprint, has_model
 from constellation.streaming import Generation
 from qigcenter.env import env_int
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 FOREVER = None  # an expiry of None: never unloaded
@@ -59,6 +72,76 @@ def threads() -> int:
 def max_queue() -> int:
     """Requests waiting for a row beyond the decoding ones before new ones get 503."""
     return env_int("QIG_INFER_MAX_QUEUE", 64, minimum=0, maximum=100_000)
+
+
+# ---- routing ---------------------------------------------------------------------------------
+def read_meta(index: int) -> dict[str, Any]:
+    """Kernel `index`'s published `kernel.json` ({} when it has none or it is unreadable: the
+    adapter still serves, with the stored anchor and the default radius)."""
+    try:
+        meta = published.kernel_meta(index)
+    except ValueError:
+        log.warning("kernel %s: its kernel.json is not valid JSON", index)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def route_radius(meta: dict[str, Any]) -> float:
+    """The radius calibrated when the adapter was published (`kernel.json`), else
+    `QIG_ROUTE_RADIUS` (adapters published before radii existed)."""
+    radius = meta.get("radius")
+    if isinstance(radius, int | float) and not isinstance(radius, bool) and 0 < radius < math.inf:
+        return float(radius)
+    if radius is not None:
+        log.warning("kernel.json radius %r is not a positive number: using the default", radius)
+    return float(settings.ROUTE_RADIUS)
+
+
+def route_anchor(meta: dict[str, Any], stored: Any) -> Any:
+    """The anchor the radius was calibrated around (`kernel.json`'s, published with it in the
+    same version directory, so a reload sees the pair a rollback restored, whatever the row's
+    state at that moment), else the kernel row's."""
+    anchor = meta.get("anchor")
+    if anchor is None:
+        return stored
+    try:
+        return as_basin(anchor, "kernel.json anchor")
+    except (ValueError, TypeError) as exc:
+        log.warning("%s: using the kernel row's anchor", exc)
+        return stored
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def route_entries(route: Route) -> list[dict[str, Any]]:
+    """A route as the interaction, the done lines and the chat keep it: `{kernel, role,
+    distance}` per kernel, the answering one first with `answered_by` (`kernel` | `trunk`),
+    `reason`, `radius`, and, when the trunk answered, the `nearest` trained kernel."""
+    entries: list[dict[str, Any]] = [
+        {"kernel": k, "role": None if k is None else e8.role_of(k).value, "distance": _finite(d)}
+        for k, d in zip(route.kernels, route.distances, strict=True)
+    ]
+    head = entries[0]
+    head.update(answered_by=route.answered_by, reason=route.reason, radius=_finite(route.radius))
+    if route.answered_by == "trunk" and route.nearest_trained is not None:
+        k, d, r = route.nearest_trained
+        head["nearest"] = {"kernel": k, "distance": d, "radius": _finite(r)}
+    return entries
+
+
+def pinned_entry(kernel: int, trained: bool) -> dict[str, Any]:
+    """The route of a pinned kernel model (`qig-kernel-<i>-<role>`, a config's ADAPTER)."""
+    name = kernel_model_name(kernel).removesuffix(":latest")
+    return {
+        "kernel": kernel,
+        "role": e8.role_of(kernel).value,
+        "distance": None,
+        "answered_by": "pinned",
+        "reason": f"pinned: {name}" + ("" if trained else " (no adapter: the bare trunk)"),
+        "radius": None,
+    }
 
 
 # ---- the loaded model ------------------------------------------------------------------------
@@ -172,22 +255,23 @@ class InferenceService:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         trunk = published.load_trunk(dtype=dtype, device=device)
         adapters = published.kernel_adapter_dirs()
-        anchors = {
-            k.index: k.anchor
-            for k in Kernel.objects.filter(index__in=list(adapters)).only("index", "anchor")
-        }
+        metas = {index: read_meta(index) for index in adapters}
+        rows = Kernel.objects.filter(index__in=list(adapters)).only("index", "anchor")
+        stored = {k.index: k.anchor for k in rows}
+        anchors: dict[int, Any] = {}
+        for index in adapters:
+            anchor = route_anchor(metas[index], stored.get(index))
+            if anchor is not None:  # else its E8 anchor
+                anchors[index] = anchor
         constellation = Constellation(
             trunk, coordizer, size="minimal", max_adapters=max(16, len(adapters)), anchors=anchors
         )
         for index in sorted(adapters):
             adapter, _ = published.load_adapter(index)
-            constellation.load_adapter(index, adapter)
+            constellation.load_adapter(index, adapter, radius=route_radius(metas[index]))
         routers = {"latest": constellation.router}
         for size in e8.PRESETS:
-            preset = {
-                k: constellation.anchors.get(k, e8.anchor(k)) for k in e8.preset_kernels(size)
-            }
-            routers[size] = Router(preset, constellation.router_config, coordizer.text_basin)
+            routers[size] = constellation.router_over(e8.preset_kernels(size))
         scheduler = constellation.scheduler(max_batch=max_batch(), threads=threads())
         scheduler.start()
         return Loaded(constellation, scheduler, current, routers, 0, time.time())
@@ -259,14 +343,11 @@ class InferenceService:
             raise ContextTooLong(len(ids), window)
         route: list[dict[str, Any]]
         if kernel is not None:
-            route = [{"kernel": kernel, "role": e8.role_of(kernel).value, "distance": None}]
+            route = [pinned_entry(kernel, kernel in loaded.constellation.radii)]
         else:
             found = loaded.routers[preset].route(prompt, 1)
-            route = [
-                {"kernel": k, "role": e8.role_of(k).value, "distance": d}
-                for k, d in zip(found.kernels, found.distances, strict=True)
-            ]
-            kernel = found.kernels[0]
+            route = route_entries(found)
+            kernel = found.kernels[0]  # None: the bare trunk
         if len(loaded.tickets) >= loaded.scheduler.max_batch + max_queue():
             raise Busy()
         # A budget that fits the context: the scheduler stops a row when its cache is full.

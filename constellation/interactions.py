@@ -1,5 +1,6 @@
 """The record of every answered request (`Interaction`): who asked what on which endpoint, what
-was answered, what routed and measured it; the dashboard hears of each row once it is committed.
+was answered, what routed and measured it (`routed`: the route entries, the answering kernel first
+with `answered_by` and the `reason`); the dashboard hears of each row once it is committed.
 Feedback on an answer is written here too."""
 
 from __future__ import annotations

@@ -209,6 +209,7 @@ async def answer_lines(
             if context:
                 line["context"] = answer.context()
             line.update(final_stats(piece.stats))
+            line["route"] = piece.route  # this project's: who answered and why (clients ignore it)
         yield line
 
 

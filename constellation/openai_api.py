@@ -1,5 +1,8 @@
 """OpenAI-compatible endpoints (`/v1/*`) over the same service as the Ollama ones: each turns its
-request into `serving.answer`'s terms and the answer into OpenAI's shapes."""
+request into `serving.answer`'s terms and the answer into OpenAI's shapes. A completion's last
+object carries one field of this project's, `route` (who answered and why), at the top level,
+where OpenAI's clients keep unknown fields without complaint (the `openai` client's models
+allow extra fields; vLLM adds its own the same way)."""
 
 from __future__ import annotations
 
@@ -107,9 +110,10 @@ async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 
 def whole(base: dict[str, Any], final: Piece, **choice: Any) -> JsonResponse:
-    """A non-streamed completion: its one choice and the usage."""
+    """A non-streamed completion: its one choice, the usage and (this project's) the route."""
     choice = {"index": 0, **choice, "finish_reason": finish_reason(final.done_reason)}
-    return JsonResponse({**base, "choices": [choice], "usage": usage(final.stats)})
+    body = {**base, "choices": [choice], "usage": usage(final.stats), "route": final.route}
+    return JsonResponse(body)
 
 
 @openai_view("POST")
@@ -140,7 +144,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         async for piece in answer.pieces():
             if piece.done:
                 done = {"index": 0, "delta": {}, "finish_reason": finish_reason(piece.done_reason)}
-                yield {**chunk, "choices": [done]}
+                yield {**chunk, "choices": [done], "route": piece.route}
                 if include_usage:
                     yield {**chunk, "choices": [], "usage": usage(piece.stats)}
                 return
@@ -176,7 +180,7 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         async for piece in answer.pieces():
             reason = finish_reason(piece.done_reason) if piece.done else None
             choice = {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": reason}
-            yield {**base, "choices": [choice]}
+            yield {**base, "choices": [choice], **({"route": piece.route} if piece.done else {})}
 
     return StreamingHttpResponse(sse(events()), content_type="text/event-stream")
 

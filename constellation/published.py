@@ -8,9 +8,11 @@
 Training publishes through `publish_*`, inference and the dashboard read through the rest. Each
 published directory is a symbolic link to a versioned directory beside it (`.<name>.v<ns>`); a
 new version is written completely and the link is swapped with one atomic rename, so a reader
-sees the old version or the new one, never a mix. The last `KEEP_VERSIONS` versions stay on disk:
-`rollback_dir` points the link back at the one before. What lies inside one directory is the
-engine's file format (`engine/checkpoint.py`, `Coordizer.save`).
+sees the old version or the new one, never a mix. The last `KEEP_VERSIONS` versions of the trunk
+and the coordizer stay on disk, the last `KERNEL_KEEP_VERSIONS` of each kernel: `rollback_dir`
+points the link back at the one before. A kernel version carries `kernel.json` beside its adapter
+(its routing radius, anchor and held-out figures: `kernel_meta`, `kernel_versions`). What lies
+inside one directory is the engine's file format (`engine/checkpoint.py`, `Coordizer.save`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from django.conf import settings
 from constellation.engine import Adapter, Coordizer, Trunk, TrunkConfig, checkpoint, read_jsonl
 
 KEEP_VERSIONS = 2  # the current one and the one before (a reader may still be loading it)
+KERNEL_KEEP_VERSIONS = 5  # a kernel's adapter versions: what an admin can roll back through
 
 
 # ---- where ------------------------------------------------------------------------------------
@@ -100,28 +103,59 @@ def _point(dest: Path, version: Path) -> None:
     os.replace(link, dest)
 
 
-def publish_dir(dest: Path, build: Callable[[Path], object]) -> Path:
-    """Write a new version of `dest` with `build(version_dir)`, then point `dest` at it."""
+def new_version(dest: Path, build: Callable[[Path], object]) -> Path:
+    """Write a new version of `dest` with `build(version_dir)`; `dest` does not point at it yet
+    (`make_current`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     version = dest.parent / f".{dest.name}.v{time.time_ns()}"
     build(version)
+    return version
+
+
+def make_current(dest: Path, version: Path, keep: int = KEEP_VERSIONS) -> None:
+    """Point `dest` at `version`, then delete all but the newest `keep` versions."""
     if dest.exists() and not dest.is_symlink():
         shutil.rmtree(dest)  # a directory written by hand: replaced by the link
     _point(dest, version)
-    for old in versions(dest)[:-KEEP_VERSIONS]:
+    for old in versions(dest)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_dir(dest: Path, build: Callable[[Path], object], keep: int = KEEP_VERSIONS) -> Path:
+    """Write a new version of `dest` with `build(version_dir)`, then point `dest` at it."""
+    version = new_version(dest, build)
+    make_current(dest, version, keep)
     return version
+
+
+def discard_version(dest: Path, version: Path) -> None:
+    """Delete a version written but never served (what was to publish it failed)."""
+    if current_version(dest) != version.resolve():
+        shutil.rmtree(version, ignore_errors=True)
+
+
+def current_version(dest: Path) -> Path | None:
+    """The version directory `dest` points at (None: not published as a version)."""
+    return dest.resolve() if dest.is_symlink() else None
+
+
+def previous_version(dest: Path) -> Path:
+    """The version published before the current one. Raises FileNotFoundError when there is
+    none (never published twice, or pruned)."""
+    current = current_version(dest)
+    stamp = published_at(current) if current is not None else -1
+    older = [v for v in versions(dest) if published_at(v) < stamp]
+    if not older:
+        raise FileNotFoundError(f"{dest} has no earlier version to go back to")
+    return older[-1]
 
 
 def rollback_dir(dest: Path) -> Path:
     """Point `dest` back at the version published before the current one; returns it. Raises
     FileNotFoundError when there is none (never published twice, or pruned)."""
-    current = published_at(dest.resolve()) if dest.is_symlink() else -1
-    older = [v for v in versions(dest) if published_at(v) < current]
-    if not older:
-        raise FileNotFoundError(f"{dest} has no earlier version to go back to")
-    _point(dest, older[-1])
-    return older[-1]
+    older = previous_version(dest)
+    _point(dest, older)
+    return older
 
 
 # ---- publishing and loading -------------------------------------------------------------------
@@ -144,29 +178,64 @@ def load_trunk(dtype: torch.dtype = torch.float32, device: str = "cpu") -> Trunk
 KERNEL_META = "kernel.json"  # beside a kernel version's adapter: what routing and rollback read
 
 
-def publish_adapter(
+def write_adapter(
     index: int, adapter: Adapter, trunk_cfg: TrunkConfig, meta: dict[str, Any] | None = None
 ) -> Path:
-    """Publish kernel `index`'s adapter, with `meta` (JSON: e.g. its routing radius, anchor and
-    held-out figures) in the same version directory; returns the new version's directory."""
+    """Write a new version of kernel `index`'s adapter, with `meta` (JSON: e.g. its routing
+    radius, anchor and held-out figures) in the same directory, without serving it yet:
+    `make_current(kernel_dir(index), version, KERNEL_KEEP_VERSIONS)` does."""
 
     def build(directory: Path) -> None:
         checkpoint.save_adapter(adapter, trunk_cfg, directory)
         if meta is not None:
             (directory / KERNEL_META).write_text(json.dumps(meta, indent=2))
 
-    return publish_dir(kernel_dir(index), build)
+    return new_version(kernel_dir(index), build)
+
+
+def publish_adapter(
+    index: int, adapter: Adapter, trunk_cfg: TrunkConfig, meta: dict[str, Any] | None = None
+) -> Path:
+    """Publish kernel `index`'s adapter (and its `meta`); returns the new version's directory."""
+    version = write_adapter(index, adapter, trunk_cfg, meta)
+    make_current(kernel_dir(index), version, KERNEL_KEEP_VERSIONS)
+    return version
+
+
+def version_meta(version: Path) -> dict[str, Any] | None:
+    """A kernel version directory's metadata (None: published without it)."""
+    try:
+        meta: dict[str, Any] = json.loads((version / KERNEL_META).read_text())
+    except FileNotFoundError:
+        return None
+    return meta
 
 
 def kernel_meta(index: int) -> dict[str, Any] | None:
     """The published version's metadata of kernel `index` (None: no adapter, or published
     without metadata)."""
-    path = kernel_dir(index) / KERNEL_META
-    try:
-        meta: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    return meta
+    return version_meta(kernel_dir(index))
+
+
+@dataclass(frozen=True)
+class KernelVersion:
+    path: Path
+    meta: dict[str, Any] | None
+    current: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def kernel_versions(index: int) -> list[KernelVersion]:
+    """Kernel `index`'s adapter versions still on disk, newest first."""
+    dest = kernel_dir(index)
+    current = current_version(dest)
+    return [
+        KernelVersion(v, version_meta(v), current is not None and v.resolve() == current)
+        for v in reversed(versions(dest))
+    ]
 
 
 def load_adapter(index: int) -> tuple[Adapter, TrunkConfig]:

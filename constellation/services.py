@@ -5,9 +5,17 @@ the engine's E8 module directly; a kernel's state changes around training are
 from __future__ import annotations
 
 from django.db import transaction
+from django.dispatch import Signal
 
 from constellation.engine import e8
 from constellation.models import Kernel
+
+# Sent once a kernel was rolled back (`constellation.kernels.rollback`), for the apps above the
+# constellation to record it without the constellation importing them (the learning app writes
+# the learning event). Arguments: index, version (= adapter_version: the version name now
+# served), previous_version (the one it replaced), meta (the served version's kernel.json, or
+# None), radius, anchor_restored, by (who asked).
+kernel_rolled_back = Signal()
 
 
 def ensure_kernels() -> int:

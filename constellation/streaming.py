@@ -31,6 +31,13 @@ class Piece:
     done_reason: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def route(self) -> dict[str, Any] | None:
+        """Who answered and why (the done piece's first route entry: kernel, role, distance,
+        answered_by, reason, radius; see `inference.route_entries`)."""
+        entries = self.stats.get("route") or []
+        return dict(entries[0]) if entries else None
+
 
 class Generation:
     """A request admitted to the scheduler: iterate `pieces()` for its text."""

@@ -185,7 +185,7 @@ def _count(app: str, model: str) -> int | None:
 
 
 def learning_stats(now: datetime | None = None) -> dict[str, Any]:
-    from learning.models import LearningEvent
+    from learning.models import LearningEvent, LearningSignal
 
     now = now or timezone.now()
     start = now - timedelta(hours=24)
@@ -204,6 +204,7 @@ def learning_stats(now: datetime | None = None) -> dict[str, Any]:
         **vocabulary(now.timestamp()),
         "uploads": uploads,
         "chunks": _count("uploads", "KnowledgeChunk"),
+        "signals_last_24h": LearningSignal.objects.counts_by_kind(start),
     }
 
 

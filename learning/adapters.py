@@ -1,8 +1,13 @@
 """The `adapter` job kind: each target kernel's LoRA on the job's datasets, the trunk frozen.
 
-A kernel is `learning` while it trains; when it completes, the constellation publishes its
-adapter, moves its anchor one geodesic step and makes it active (`constellation.kernels`). The
-kernels of one job train one after the other; a kernel done before a resume is not trained again.
+The job trains on the held-in part of its datasets (`learning.datasets.job_split`). A kernel is
+`learning` while it trains; then it is measured on its held-out chunks and the general held-out
+set before (the version it serves) and after (`learning.promotion`), and the new version goes
+live only if it passes the promotion gate: the constellation publishes its adapter with the
+calibrated routing radius, moves its anchor one geodesic step and makes it active
+(`constellation.kernels`). Otherwise the kernel keeps serving what it served and the job still
+completes, saying why. The kernels of one job train one after the other; a kernel done before a
+resume is not trained again.
 """
 
 from __future__ import annotations
@@ -13,19 +18,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from django.conf import settings
+from django.db import transaction
 
 from constellation import kernels as kernel_states
 from constellation import published
-from constellation.engine import Adapter, LoRAConfig, TokenStream, Trunk
+from constellation.engine import Adapter, AnchorUpdate, LoRAConfig, TokenStream, Trunk
 from constellation.models import Kernel
 from constellation.services import ensure_kernels
-from learning import runs
-from learning.datasets import dataset_examples, published_coordizer, token_stream
-from learning.models import FineTuneJob, JobMetric
+from dashboard.services import publish_on_commit
+from learning import promotion, runs
+from learning.datasets import job_split, published_coordizer, token_stream
+from learning.models import FineTuneJob, JobMetric, LearningEvent, LearningEventKind
+from learning.promotion import EvalSets
 from learning.recorder import JobRecorder, RunInfo
 from learning.runs import SOLO, InvalidJob, Outcome, Rank
-
-EVAL_WINDOWS = 16  # windows of an adapter's data measured before and after it learns it
+from learning.services import event_message
 
 
 def train_adapters(
@@ -37,11 +45,12 @@ def train_adapters(
     trunk = published.load_trunk(device=rank.device or run.device)
     if trunk.cfg.vocab_size < coordizer.vocab_size:
         raise InvalidJob("the trunk was trained with another coordizer: pretrain it again")
-    examples = dataset_examples(job)
-    if not examples:
+    split = job_split(job)
+    if not split.held_in:
         raise InvalidJob("an adapter job needs datasets to learn from")
-    stream = token_stream(examples, coordizer)
+    stream = token_stream(split.held_in, coordizer)
     data_basin = coordizer.basin_of_ids(stream.ids.tolist())
+    sets = promotion.eval_sets(split, coordizer) if rank.writes else None
     if rank.writes:
         ensure_kernels()
     kernels: list[dict[str, Any]] = []
@@ -51,27 +60,22 @@ def train_adapters(
             kernels.append(json.loads(done.read_text()))
             continue
         outcome, summary = _train_kernel(
-            job, hp, run, trunk, stream, data_basin, position, index, rank
+            job, hp, run, trunk, stream, data_basin, sets, position, index, rank
         )
         if outcome is not None:
             return outcome
         if rank.writes:
             done.write_text(json.dumps(summary))
+            FineTuneJob.objects.filter(pk=job.pk, lease=run.lease).update(
+                evaluation=_evaluation([*kernels, summary])
+            )
         kernels.append(summary)
     if not rank.writes:
         return Outcome("completed")
-    summary = {
-        "kernels": kernels,
-        "loss_before": fmean(k["loss_before"] for k in kernels),
-        "loss_after": fmean(k["loss_after"] for k in kernels),
-        "phi_before": kernels[0]["phi_before"],
-        "phi_after": kernels[-1]["phi_after"],
-    }
-    message = (
-        f"kernel(s) {', '.join(str(k['kernel']) for k in kernels)} active; held-in loss "
-        f"{summary['loss_before']:.3f} → {summary['loss_after']:.3f}"
-    )
-    return runs.completed(job, summary, message)
+    summary = {**_evaluation(kernels), "kernels": kernels}
+    summary["phi_before"] = kernels[0].get("phi_before")
+    summary["phi_after"] = kernels[-1].get("phi_after")
+    return runs.completed(job, summary, "; ".join(_headline(k) for k in kernels))
 
 
 def _train_kernel(
@@ -81,6 +85,7 @@ def _train_kernel(
     trunk: Trunk,
     stream: TokenStream,
     data_basin: np.ndarray,
+    sets: EvalSets | None,
     position: int,
     index: int,
     rank: Rank = SOLO,
@@ -103,11 +108,14 @@ def _train_kernel(
         data_basin=data_basin,
     )
     before_file = directory / "before.json"
-    if rank.writes and not before_file.is_file():  # measured once, before the first step
+    if sets is not None and not _measured(before_file):  # once, before the first step
         directory.mkdir(parents=True, exist_ok=True)
-        before_file.write_text(json.dumps({"loss": trainer.evaluate(stream, EVAL_WINDOWS)}))
+        serving, name = promotion.serving_adapter(index, trunk)
+        answers = promotion.routed_here(index, sets)  # as served now
+        before = {**promotion.measure(trunk, serving, sets, stream, hp, answers), "serving": name}
+        before_file.write_text(json.dumps(before))
     runs.resume(trainer, recorder, directory / "checkpoints", rank)
-    if not rank.writes:
+    if not rank.writes or sets is None:
         result = trainer.fit()
         done = result.status == "completed"
         return (None if done else Outcome("stopped", result.reason)), {"kernel": index}
@@ -121,15 +129,115 @@ def _train_kernel(
         return Outcome("stopped", "another runner took the job over"), {}
     if result.status != "completed" or result.anchor_update is None:
         return runs.stopped(recorder, result.reason), {}
+    before = json.loads(before_file.read_text())
+    answers = promotion.routed_here(index, sets, result.anchor_update.after)
+    after = promotion.measure(trunk, adapter, sets, stream, hp, answers)
+    figures = promotion.figures(before, after, sets)
+    promoted, reason = promotion.decide(figures, settings.PROMOTION_TOLERANCE)
     update = result.anchor_update
-    summary = {
+    summary: dict[str, Any] = {
         "kernel": index,
-        "loss_before": json.loads(before_file.read_text())["loss"],
-        "loss_after": trainer.evaluate(stream, EVAL_WINDOWS),
+        "promoted": promoted,
+        "reason": reason,
+        "heldout": figures.as_dict(),
+        "serving_before": before["serving"],
         **{k: v for k, v in runs.loss_summary(trainer).items() if k.startswith("phi")},
         "anchor_distance": update.distance,
         "anchor_delta": update.delta,
     }
-    phi = JobMetric.latest_phi(index)
-    kernel_states.kernel_trained(index, adapter, trunk.cfg, update, job=job.pk, phi=phi)
+    if promoted:
+        _promote(job, index, adapter, trunk, update, sets, summary)
+    else:
+        _keep_serving(job, index, summary)
     return None, summary
+
+
+def _measured(before_file: Any) -> bool:
+    """A kernel's "before" figures are on disk (a resumed run does not measure them again)."""
+    return bool(before_file.is_file() and "own" in json.loads(before_file.read_text()))
+
+
+def _promote(
+    job: FineTuneJob,
+    index: int,
+    adapter: Adapter,
+    trunk: Trunk,
+    update: AnchorUpdate,
+    sets: EvalSets,
+    summary: dict[str, Any],
+) -> None:
+    """Publish the new version (radius calibrated at its new anchor) and log the promotion, in
+    one transaction: the version is served once it commits."""
+    meta: dict[str, Any] = {"heldout": summary["heldout"]}
+    if len(sets.own_basins):  # (its own chunks: the radius covers them)
+        calibration = promotion.calibrate(update.after, sets.own_basins, sets.general_basins)
+        summary["radius"] = meta["radius"] = calibration.radius
+        summary["calibration"] = meta["calibration"] = calibration.as_dict()
+    phi = JobMetric.latest_phi(index)
+    version = None
+    try:
+        with transaction.atomic():
+            version = kernel_states.kernel_trained(
+                index, adapter, trunk.cfg, update, job=job.pk, phi=phi, meta=meta
+            )
+            summary["version"] = version.name
+            _event(job, index, LearningEventKind.PROMOTED, _headline(summary), summary)
+    except BaseException:
+        if version is not None:  # written, never served: the row did not commit
+            published.discard_version(published.kernel_dir(index), version)
+        raise
+
+
+def _keep_serving(job: FineTuneJob, index: int, summary: dict[str, Any]) -> None:
+    """Not promoted: nothing is published, the anchor stays; the log says so, and the anchor
+    step the trainer logged is marked as not applied."""
+    with transaction.atomic():
+        for event in LearningEvent.objects.filter(
+            job=job, kernel_index=index, kind=LearningEventKind.ANCHOR
+        ):
+            event.data["applied"] = False
+            event.message = f"{event.message} (not applied: the version was not promoted)"[:500]
+            event.save(update_fields=["data", "message"])
+        _event(job, index, LearningEventKind.NOT_PROMOTED, _headline(summary), summary)
+
+
+def _event(
+    job: FineTuneJob, index: int, kind: str, message: str, data: dict[str, Any]
+) -> LearningEvent:
+    event = LearningEvent.objects.create(
+        kind=kind, job=job, kernel_index=index, message=message[:500], data=data
+    )
+    publish_on_commit("learning", event_message(event))
+    return event
+
+
+def _headline(k: dict[str, Any]) -> str:
+    """One kernel's outcome in words, held-out figures first."""
+    if "promoted" not in k:  # finished before the promotion gate existed
+        return f"kernel {k['kernel']} active"
+    if k["promoted"]:
+        radius = f"; routing radius {k['radius']:.3f}" if k.get("radius") is not None else ""
+        return f"kernel {k['kernel']} promoted: {k['reason']}{radius}"
+    return f"kernel {k['kernel']} not promoted: {k['reason']}; {k['serving_before']} keeps serving"
+
+
+def _evaluation(kernels: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job's `evaluation`: per kernel its held-out figures and whether it was promoted,
+    and their means (the headline: held-out, not held-in)."""
+    rows = [
+        {k: v for k, v in summary.items() if k != "anchor_delta"}
+        for summary in kernels
+        if "promoted" in summary
+    ]
+
+    def mean(name: str) -> float | None:
+        values = [r["heldout"][name] for r in rows if r["heldout"].get(name) is not None]
+        return fmean(values) if values else None
+
+    return {
+        "tolerance": settings.PROMOTION_TOLERANCE,
+        "promoted": [r["kernel"] for r in rows if r["promoted"]],
+        "not_promoted": [r["kernel"] for r in rows if not r["promoted"]],
+        **{name: mean(name) for name in promotion.FIGURES},
+        "kernels": rows,
+    }

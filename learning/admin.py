@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from learning.models import FineTuneJob, JobMetric, LearningEvent
+from learning.models import FineTuneJob, JobMetric, LearningEvent, LearningSignal
 
 
 @admin.register(FineTuneJob)
@@ -26,3 +27,20 @@ class LearningEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "kind", "message", "job", "kernel_index"]
     list_filter = ["kind"]
     search_fields = ["message"]
+
+
+@admin.register(LearningSignal)
+class LearningSignalAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "value", "kernel_index", "user", "interaction", "used_at"]
+    list_filter = ["kind", ("used_at", admin.EmptyFieldListFilter)]
+    search_fields = ["content", "reason", "user__username"]
+    list_select_related = ["user"]
+    # Derived from the interactions (learning.usage_signals); only whether a cycle used it may
+    # be changed by hand (cleared, to learn from it again).
+    readonly_fields = [
+        *("kind", "value", "reason", "interaction", "kernel_index", "user", "content"),
+        *("details", "created_at"),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # signals come from use, never typed in

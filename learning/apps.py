@@ -6,7 +6,20 @@ class LearningConfig(AppConfig):
     verbose_name = "Learning"
 
     def ready(self) -> None:
-        from learning.receivers import train_on_uploads
+        from django.db.models.signals import post_save, pre_delete
+
+        from constellation.models import Interaction
+        from constellation.services import kernel_rolled_back
+        from learning.receivers import record_rollback, train_on_uploads
+        from learning.usage_signals import on_interaction_deleted, on_interaction_saved
         from uploads.signals import training_requested
 
         training_requested.connect(train_on_uploads, dispatch_uid="learning.train_on_uploads")
+        kernel_rolled_back.connect(record_rollback, dispatch_uid="learning.record_rollback")
+        # Learning signals: the constellation records interactions and never imports learning.
+        post_save.connect(
+            on_interaction_saved, sender=Interaction, dispatch_uid="learning.signals.saved"
+        )
+        pre_delete.connect(
+            on_interaction_deleted, sender=Interaction, dispatch_uid="learning.signals.deleted"
+        )

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -58,6 +60,11 @@ class FineTuneJob(models.Model):
     total_steps = models.PositiveIntegerField(default=0)
     eta_s = models.FloatField(null=True, blank=True, help_text="seconds left, from this run's rate")
     metrics = models.JSONField(default=dict, blank=True, help_text="latest step's metrics")
+    evaluation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="adapter jobs: per kernel, held-out losses before/after and the promotion",
+    )
     device = models.CharField(
         max_length=200, blank=True, help_text="cpu, cuda:N, or cuda:N,cuda:M,… for a DDP run"
     )
@@ -140,6 +147,7 @@ class FineTuneJob(models.Model):
             "device": self.device,
             "error": self.error,
             "error_kind": self.error_kind,
+            "evaluation": self.evaluation,  # adapter jobs: held-out figures, promotion
         }
 
     def cancel(self, reason: str = "cancelled by an admin") -> None:
@@ -227,6 +235,9 @@ class LearningEventKind(models.TextChoices):
     ANCHOR = "anchor", "anchor moved"
     FEEDBACK = "feedback", "feedback"
     AUTONOMOUS = "autonomous", "autonomous loop"
+    PROMOTED = "promoted", "kernel version promoted"
+    NOT_PROMOTED = "not_promoted", "kernel version not promoted"
+    ROLLBACK = "rollback", "kernel rolled back"
 
 
 class LearningEvent(models.Model):
@@ -281,3 +292,119 @@ class JobMetric(models.Model):
             .values_list("phi", flat=True)
             .first()
         )
+
+
+# ---- learning signals (docs/training.md, "Learning signals") ---------------------------------
+class SignalKind(models.TextChoices):
+    ACCEPTED = "accepted", "accepted (thumbs up)"
+    REJECTED = "rejected", "rejected (thumbs down)"
+    CORRECTION = "correction", "correction (a better answer)"
+    REPEATED_QUERY = "repeated_query", "repeated query"
+    LONG_SESSION = "long_session", "long session"
+    UNKNOWN_TOKENS = "unknown_tokens", "unknown tokens (badly segmented words)"
+    CONSTRAINT = "constraint", "constraint (explicit negative feedback)"
+
+
+# What a person said about one answer: at most one of these per interaction, replaced when they
+# change their mind (a thumbs up turned down is the same row, another kind).
+FEEDBACK_KINDS = (
+    SignalKind.ACCEPTED,
+    SignalKind.REJECTED,
+    SignalKind.CORRECTION,
+    SignalKind.CONSTRAINT,
+)
+# Kinds whose `content` is the learning material itself: kept when their conversation is deleted.
+KEEPS_CONTENT = (SignalKind.CORRECTION, SignalKind.CONSTRAINT, SignalKind.UNKNOWN_TOKENS)
+
+
+class LearningSignalQuerySet(models.QuerySet["LearningSignal"]):
+    def unused(self) -> LearningSignalQuerySet:
+        """Signals no learning cycle has consumed yet."""
+        return self.filter(used_at__isnull=True)
+
+    def counts_by_kind(self, since: datetime) -> dict[str, int]:
+        """How many signals of each kind were created since `since` (every kind, 0 included)."""
+        counts = dict.fromkeys(SignalKind.values, 0)
+        rows = self.filter(created_at__gte=since).values("kind").annotate(n=models.Count("id"))
+        for row in rows:
+            counts[row["kind"]] = row["n"]
+        return counts
+
+    def anonymise(self) -> int:
+        """Cut the signals' links to their person: no user; content and details kept only where
+        they are the learning material (`KEEPS_CONTENT`). Their interaction link goes with the
+        interaction (SET_NULL)."""
+        with transaction.atomic():  # content first: `self` may be filtered by its user
+            self.exclude(kind__in=KEEPS_CONTENT).update(content="", details={})
+            return self.update(user=None)
+
+
+class LearningSignal(models.Model):
+    """Something people's use of the constellation says about an answer, worth learning from:
+    derived by `learning.usage_signals` from the interactions, consumed by a learning cycle."""
+
+    kind = models.CharField(max_length=16, choices=SignalKind.choices)
+    value = models.FloatField(
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="0..1: how much it is worth to learning (docs/training.md)",
+    )
+    reason = models.CharField(max_length=300, help_text="why it has this value")
+    interaction = models.ForeignKey(
+        "constellation.Interaction",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="learning_signals",
+    )
+    kernel_index = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="the kernel that answered"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="learning_signals",
+    )
+    content = models.TextField(
+        blank=True,
+        help_text="what it carries to learn from: a correction's text, a constraint, the badly "
+        "segmented words, the repeated question",
+    )
+    details = models.JSONField(default=dict, blank=True)
+    # Not auto_now_add: a changed thumbs replaces its signal, which then dates from the change.
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a learning cycle consumed it"
+    )
+
+    objects = LearningSignalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at", "kind"], name="signal_time_kind"),
+            models.Index(fields=["kind", "created_at"], name="signal_kind_time"),
+            models.Index(fields=["kernel_index", "created_at"], name="signal_kernel_time"),
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(used_at__isnull=True),
+                name="signal_unused",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["interaction"],
+                condition=models.Q(kind__in=FEEDBACK_KINDS),
+                name="one_feedback_signal_per_interaction",
+            ),
+            models.UniqueConstraint(
+                fields=["interaction", "kind"], name="one_signal_of_a_kind_per_interaction"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(value__gte=0.0, value__lte=1.0), name="signal_value_0_to_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"signal {self.pk} ({self.kind}, {self.value:.2f})"

@@ -6,9 +6,10 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from learning.models import JobKind
+from dashboard.services import publish_on_commit
+from learning.models import JobKind, LearningEvent, LearningEventKind
 from learning.serializers import FineTuneJobSerializer
-from learning.services import queue_job
+from learning.services import event_message, queue_job
 from qigcenter.errors import DomainError
 from uploads.models import KnowledgeFile
 
@@ -33,3 +34,44 @@ def train_on_uploads(
     except DomainError as exc:
         return None, exc.detail
     return dict(FineTuneJobSerializer(job).data), None
+
+
+def record_rollback(
+    sender: Any,
+    *,
+    index: int,
+    version: str,
+    previous_version: str,
+    meta: dict[str, Any] | None,
+    radius: float | None,
+    anchor_restored: bool,
+    by: str,
+    **kwargs: Any,
+) -> None:
+    """`constellation.services.kernel_rolled_back`: the learning log's `rollback` event."""
+    heldout = (meta or {}).get("heldout") or {}
+    figures = ""
+    if heldout.get("own_after") is not None:
+        figures = f"; its held-out loss {heldout['own_after']:.3f}"
+    if radius is not None:
+        figures += f", routing radius {radius:.3f}"
+    anchor = "its anchor restored" if anchor_restored else "its anchor unchanged (no kernel.json)"
+    who = f" by {by}" if by else ""
+    event = LearningEvent.objects.create(
+        kind=LearningEventKind.ROLLBACK,
+        kernel_index=index,
+        message=(
+            f"kernel {index} rolled back{who} to {version} (was {previous_version or '?'})"
+            f"{figures}; {anchor}"
+        )[:500],
+        data={
+            "version": version,
+            "previous_version": previous_version,
+            "radius": radius,
+            "heldout": heldout or None,
+            "job": (meta or {}).get("job"),  # the job that trained the version served now
+            "anchor_restored": anchor_restored,
+            "by": by,
+        },
+    )
+    publish_on_commit("learning", event_message(event))

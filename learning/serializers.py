@@ -27,6 +27,7 @@ class FineTuneJobSerializer(serializers.ModelSerializer):
             "total_steps",
             "eta_s",
             "metrics",
+            "evaluation",
             "device",
             "excluded_devices",
             "checkpoint_path",

@@ -13,7 +13,7 @@ from celery import Task, shared_task
 from celery.signals import worker_init
 from django.db import connection
 
-from learning import runner
+from learning import runner, usage_signals
 from qigcenter import lifecycle
 
 # This worker's node name (e.g. `gpu@host`, `embedded@host`), set when it starts: runs are held as
@@ -63,3 +63,10 @@ def _on_worker_init(sender: Any, **kwargs: Any) -> None:
         runner.on_worker_start(sender.hostname)
     finally:
         connection.close()  # a prefork worker forks after this: no connection to inherit
+
+
+@shared_task(name="learning.tasks.derive_signals", acks_late=True, ignore_result=True)
+def derive_signals(interaction_id: int) -> list[int]:
+    """Queue `default`, sent once a new interaction is committed: its repeated-query,
+    long-session and unknown-token signals (`learning.usage_signals`); the ids of those made."""
+    return [signal.pk for signal in usage_signals.derive_usage_signals(interaction_id)]

@@ -222,6 +222,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "learning.tasks.run_next_job": {"queue": "gpu"},
     "learning.tasks.watchdog": {"queue": "default"},
+    "learning.tasks.derive_signals": {"queue": "default"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -251,6 +252,9 @@ if JOB_STALE_AFTER_S < 3 * JOB_HEARTBEAT_S:
         f"at least 3 × QIG_JOB_HEARTBEAT_S ({3 * JOB_HEARTBEAT_S:g} s)",
     )
 JOB_CHECKPOINT_EVERY = env_int("QIG_CHECKPOINT_EVERY", 50, minimum=1)
+# The promotion gate of adapter jobs (docs/training.md, "Held-out evaluation and promotion"): a
+# new kernel version goes live only if the general held-out loss rises by at most this fraction.
+PROMOTION_TOLERANCE = env_float("QIG_PROMOTION_TOLERANCE", 0.02, minimum=0.0)
 # Per-step telemetry on the `jobs` topic: at most 4 messages a second per job (docs/design.md §6).
 JOB_TELEMETRY_INTERVAL_S = 0.25
 # `auto`: the CUDA GPU with the most free memory (NVML) when there is one, else the CPU; or an
@@ -290,6 +294,19 @@ if UPLOAD_CHUNK_OVERLAP >= UPLOAD_CHUNK_TOKENS:
         f"fewer than QIG_UPLOAD_CHUNK_TOKENS ({UPLOAD_CHUNK_TOKENS})",
     )
 UPLOAD_ROUTE_K = env_int("QIG_UPLOAD_ROUTE_K", 2, minimum=1, maximum=240)
+# --- Learning signals (learning.usage_signals; docs/training.md, "Learning signals"). ---
+# The same person asking the same question again within this many seconds: a repeated query.
+SIGNAL_REPEAT_WINDOW_S = env_float("QIG_SIGNAL_REPEAT_WINDOW_S", 600.0, minimum=1.0)
+# A conversation reaching this many turns: a long session (one signal per conversation).
+SIGNAL_LONG_SESSION_TURNS = env_int("QIG_SIGNAL_LONG_SESSION_TURNS", 10, minimum=2)
+# A word of letters the coordizer splits into at least this many tokens: a vocabulary gap.
+SIGNAL_UNKNOWN_TOKENS = env_int("QIG_SIGNAL_UNKNOWN_TOKENS", 4, minimum=2)
+# --- Routing does no harm (docs/inference.md, "Routing"): a trained kernel answers only queries
+# within its radius (Fisher–Rao, radians); this one serves adapters published without a
+# calibrated radius in their kernel.json. Default measured by `python -m bench.route_radius`.
+ROUTE_RADIUS = env_float("QIG_ROUTE_RADIUS", 0.55, minimum=0.01)
+if ROUTE_RADIUS > 3.1416:  # π: the largest Fisher–Rao distance; beyond it every query is within
+    raise ConfigError("QIG_ROUTE_RADIUS", str(ROUTE_RADIUS), "a distance in radians, at most π")
 
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
@@ -346,6 +363,7 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "learning.models.JobKind",
         "JobStatusEnum": "learning.models.JobStatus",
         "LearningEventKindEnum": "learning.models.LearningEventKind",
+        "SignalKindEnum": "learning.models.SignalKind",
     },
     # Swagger UI assets ship with the package: the API docs work with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -7,6 +7,7 @@ from constellation import chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
 from federation.api import NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
+from learning.signals_api import LearningSignalViewSet
 from qigcenter import auth_api, views
 from uploads.api import KnowledgeFileViewSet
 
@@ -18,6 +19,7 @@ router.register("nodes", NodeViewSet)
 router.register("uploads", KnowledgeFileViewSet)
 router.register("jobs", FineTuneJobViewSet)
 router.register("learning-events", LearningEventViewSet)
+router.register("signals", LearningSignalViewSet, basename="signal")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/csrf/", auth_api.CsrfView.as_view(), name="auth-csrf"),

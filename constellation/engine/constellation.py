@@ -1,10 +1,14 @@
-"""The constellation at run time: one trunk, a coordizer, a bank of kernel adapters, anchors and
-a router — what the Django side holds per process to answer queries.
+"""The constellation at run time: one trunk, a coordizer, a bank of kernel adapters, anchors,
+routing radii and a router — what the Django side holds per process to answer queries.
+
+A kernel with an adapter is *trained*: it answers only queries within its routing radius (set
+with the adapter; `math.inf` when none is given); the others are standby (see `router`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -46,6 +50,7 @@ class Constellation:
         self.anchors: dict[int, Array] = {k: e8.anchor(k) for k in active}
         for k, a in (anchors or {}).items():
             self.anchors[int(k)] = as_basin(a, f"anchors[{k}]")
+        self.radii: dict[int, float] = {}  # the trained kernels' routing radii
         self.router_config = router_config or RouterConfig()
         self._router: Router | None = None
 
@@ -60,11 +65,19 @@ class Constellation:
         )
         self._router = None
 
-    def load_adapter(self, kernel: int, adapter: Adapter) -> None:
-        """Make `kernel` active with this adapter (it was standby: bare trunk)."""
+    def load_adapter(self, kernel: int, adapter: Adapter, radius: float = math.inf) -> None:
+        """Make `kernel` active with this adapter (it was standby: bare trunk), answering the
+        queries within `radius` of its anchor (Fisher–Rao, radians)."""
         self.bank.load(kernel, adapter)
         if kernel not in self.anchors:
             self.activate(kernel)
+        self.set_radius(kernel, radius)
+
+    def set_radius(self, kernel: int, radius: float) -> None:
+        if not radius > 0:
+            raise ValueError(f"radius: must be positive, got {radius}")
+        self.radii[kernel] = float(radius)
+        self._router = None
 
     def set_anchor(self, kernel: int, basin: npt.ArrayLike) -> None:
         self.anchors[kernel] = as_basin(basin, "anchor")
@@ -80,9 +93,18 @@ class Constellation:
     # ---- routing and answering -------------------------------------------------------------
     @property
     def router(self) -> Router:
+        """Over the active kernels: the size preset's and every trained one."""
         if self._router is None:
-            self._router = Router(self.anchors, self.router_config, self.coordizer.text_basin)
+            self._router = self.router_over(self.anchors)
         return self._router
+
+    def router_over(self, kernels: Iterable[int]) -> Router:
+        """A router over these kernels only (e.g. a size preset's), each at its current anchor
+        (its E8 anchor if it is not active), the trained ones with their radii."""
+        chosen = sorted(set(kernels))
+        anchors = {k: self.anchors.get(k, e8.anchor(k)) for k in chosen}
+        radii = {k: self.radii[k] for k in chosen if k in self.radii}
+        return Router(anchors, self.router_config, self.coordizer.text_basin, radii)
 
     def route(self, text: str, k: int | None = None) -> Route:
         return self.router.route(text, k)

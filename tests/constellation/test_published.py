@@ -73,7 +73,7 @@ def _adapter(trunk: Trunk, seed: int) -> Adapter:
     return adapter
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the new version is served once its row commits
 def test_a_kernel_learns_is_published_active_and_rolls_back(models: Path) -> None:
     ensure_kernels()
     trunk = Trunk(trunk_preset("tiny", vocab_size=512))

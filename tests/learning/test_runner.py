@@ -209,7 +209,9 @@ def test_it_trains_adapters_and_activates_their_kernels(with_coordizer: Path, da
     done = LearningEvent.objects.get(job=job, kind=LearningEventKind.JOB)
     assert [k["kernel"] for k in done.data["kernels"]] == [3, 9]
     assert all(len(k["anchor_delta"]) == 64 for k in done.data["kernels"])
-    assert done.data["loss_after"] < done.data["loss_before"]
+    assert done.data["promoted"] == [3, 9] and done.data["own_after"] < done.data["own_before"]
+    assert job.evaluation["promoted"] == [3, 9]
+    assert LearningEvent.objects.filter(job=job, kind=LearningEventKind.PROMOTED).count() == 2
     assert LearningEvent.objects.filter(job=job, kind=LearningEventKind.ANCHOR).count() == 2
 
 

@@ -83,5 +83,44 @@ describe('Metrics', () => {
     expect(metrics).toHaveTextContent('Kernel—');
     expect(metrics).toHaveTextContent('TTFT—');
     expect(metrics).toHaveTextContent('Statusstopped');
+    expect(screen.queryByTestId('answer-route')).toBeNull(); // stored before routes had reasons
+  });
+
+  it('says which kernel answered and why: a trained kernel within its radius', () => {
+    const reason = 'kernel 57: within its radius (d 0.81 ≤ r 1.20)';
+    const message: AssistantMessage = {
+      ...ANSWER,
+      kernel: 57,
+      kernel_role: 'MEMORY',
+      distance: 0.8123,
+      routed: [{ kernel: 57, role: 'MEMORY', distance: 0.8123, answered_by: 'kernel', reason, radius: 1.2 }],
+      done_reason: 'stop',
+    };
+    render(<Metrics message={message} />);
+    expect(screen.getByTestId('answer-metrics')).toHaveTextContent('Kernel57 MEMORY');
+    expect(screen.getByTestId('answer-metrics')).toHaveTextContent('Distance0.812');
+    expect(screen.getByTestId('answer-route')).toHaveTextContent(`Why${reason}`);
+  });
+
+  it('says when the bare trunk answered because no kernel was near', () => {
+    const reason = 'trunk: no kernel within r (nearest: 57 at 1.82, r 1.20)';
+    const message: AssistantMessage = {
+      ...ANSWER,
+      routed: [
+        {
+          kernel: null,
+          role: null,
+          distance: null,
+          answered_by: 'trunk',
+          reason,
+          radius: null,
+          nearest: { kernel: 57, distance: 1.82, radius: 1.2 },
+        },
+      ],
+      done_reason: 'stop',
+    };
+    render(<Metrics message={message} />);
+    expect(screen.getByTestId('answer-metrics')).toHaveTextContent('Kerneltrunk');
+    expect(screen.getByTestId('answer-route')).toHaveTextContent(`Why${reason}`);
   });
 });

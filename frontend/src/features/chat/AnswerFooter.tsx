@@ -8,11 +8,18 @@ function fixed(value: number | null, digits: number): string {
   return value === null || value === undefined ? dash : value.toFixed(digits);
 }
 
-/** What answered and how it went: kernel, distance, Φ/κ, regime, time to first token, speed. */
+/** The kernel that answered: its index and role, or "trunk" when the bare trunk answered alone. */
+function answeredBy(message: AssistantMessage): string {
+  if (message.kernel !== null) return `${message.kernel} ${message.kernel_role}`.trim();
+  return message.routed[0]?.answered_by === 'trunk' ? 'trunk' : dash;
+}
+
+/** What answered and how it went: kernel, distance, Φ/κ, regime, time to first token, speed, and
+ * why that kernel answered (the route's reason). */
 export function Metrics({ message }: { message: AssistantMessage }) {
-  const kernel = message.kernel === null ? dash : `${message.kernel} ${message.kernel_role}`.trim();
+  const reason = message.routed[0]?.reason;
   const items: [string, string][] = [
-    ['Kernel', kernel],
+    ['Kernel', answeredBy(message)],
     ['Distance', fixed(message.distance, 3)],
     ['Φ', fixed(message.phi, 3)],
     ['κ', fixed(message.kappa, 1)],
@@ -33,6 +40,12 @@ export function Metrics({ message }: { message: AssistantMessage }) {
         <div className="chat-metrics__item">
           <dt>Status</dt>
           <dd>stopped</dd>
+        </div>
+      )}
+      {reason && (
+        <div className="chat-metrics__item chat-metrics__item--wide" data-testid="answer-route">
+          <dt>Why</dt>
+          <dd>{reason}</dd>
         </div>
       )}
     </dl>

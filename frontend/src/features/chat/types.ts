@@ -23,10 +23,20 @@ export interface UserMessage {
 
 export type Feedback = '' | 'up' | 'down';
 
+/** Who answered and why (docs/inference.md, "Routing"): `kernel`, a trained kernel within its
+ * radius; `trunk`, the bare trunk (under a standby kernel's name, or none); `pinned`, a kernel model. */
+export type AnsweredBy = 'kernel' | 'trunk' | 'pinned';
+
+/** One entry of an answer's route, the answering kernel first (kernel null: the bare trunk). The
+ * first entry of answers stored since routing explains itself has `answered_by` and `reason`. */
 export interface RoutedKernel {
-  kernel: number;
-  role: string;
+  kernel: number | null;
+  role: string | null;
   distance: number | null;
+  answered_by?: AnsweredBy;
+  reason?: string;
+  radius?: number | null;
+  nearest?: { kernel: number; distance: number; radius: number | null };
 }
 
 /** An answer: the stored interaction with what routed and measured it. */

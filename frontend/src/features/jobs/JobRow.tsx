@@ -2,13 +2,46 @@ import { useState, type FormEvent } from 'react';
 import { controlJob, reprioritiseJob, type JobAction } from './jobsApi';
 import { formatEta, formatNumber, formatPercent, isFinished } from './jobState';
 import { PriorityInput } from './PriorityInput';
-import type { Job } from './types';
+import type { Job, JobEvaluation, KernelEvaluation } from './types';
 
 const KIND_LABELS: Record<string, string> = {
   coordizer: 'Coordizer',
   pretrain: 'Pretrain (trunk)',
   adapter: 'Adapter (kernels)',
 };
+
+function change(value: number | null | undefined): string {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return '—';
+  return `${value >= 0 ? '+' : '−'}${Math.abs(value * 100).toFixed(1)} %`;
+}
+
+/** `7.13 → 5.2` for a loss before and after. */
+function losses(before: number | null | undefined, after: number | null | undefined): string {
+  return `${formatNumber(before)} → ${formatNumber(after)}`;
+}
+
+/** One kernel's outcome: promoted or not, held-out figures first (held-in is secondary). */
+function KernelOutcome({ kernel: k }: { kernel: KernelEvaluation }) {
+  const h = k.heldout;
+  return (
+    <p className="job__reason" data-testid={`job-kernel-${k.kernel}`}>
+      Kernel {k.kernel} <strong>{k.promoted ? 'promoted' : 'not promoted'}</strong>:{' '}
+      {h.own_is_heldout ? 'held-out' : 'held-in'} loss {losses(h.own_before, h.own_after)}, general held-out
+      as served {losses(h.served_before ?? h.general_before, h.served_after ?? h.general_after)} (
+      {change(h.served_change ?? h.general_change)})
+      {typeof h.served_change === 'number' && (
+        <span className="muted"> (with it on all general text: {change(h.general_change)})</span>
+      )}
+      {k.promoted && typeof k.radius === 'number' && `, routing radius ${formatNumber(k.radius)}`}
+      {!k.promoted && <span className="muted"> — {k.reason}</span>}{' '}
+      <span className="muted">(held-in {losses(h.heldin_before, h.heldin_after)})</span>
+    </p>
+  );
+}
+
+function hasEvaluation(evaluation: JobEvaluation | undefined): evaluation is JobEvaluation {
+  return Boolean(evaluation?.kernels?.length);
+}
 
 interface Props {
   job: Job;
@@ -98,8 +131,14 @@ export function JobRow({ job, canControl, onChanged, compact = false }: Props) {
             <dt>Device</dt>
             <dd>{job.device || '—'}</dd>
           </div>
+          {hasEvaluation(job.evaluation) && (
+            <div>
+              <dt>Held-out loss</dt>
+              <dd data-testid="job-heldout">{losses(job.evaluation.own_before, job.evaluation.own_after)}</dd>
+            </div>
+          )}
           <div>
-            <dt>Loss</dt>
+            <dt>{hasEvaluation(job.evaluation) ? 'Training loss' : 'Loss'}</dt>
             <dd data-testid="job-loss">{formatNumber(job.metrics?.loss, 4)}</dd>
           </div>
           <div>
@@ -123,6 +162,10 @@ export function JobRow({ job, canControl, onChanged, compact = false }: Props) {
           )}
         </dl>
       ) : null}
+
+      {(job.evaluation?.kernels ?? []).map((k) => (
+        <KernelOutcome key={k.kernel} kernel={k} />
+      ))}
 
       {job.status === 'queued' && job.after ? (
         <p className="job__reason muted">Runs once job #{job.after} has completed.</p>

@@ -87,6 +87,7 @@ function applyStatus(jobs: JobMap, event: JobStatusEvent): JobMap {
     device: event.device ?? known.device,
     error: event.error ?? known.error,
     error_kind: event.error_kind ?? known.error_kind,
+    evaluation: event.evaluation ?? known.evaluation,
     eta_s: event.status === 'running' ? known.eta_s : null,
     finished_at: finished ? (known.finished_at ?? new Date().toISOString()) : known.finished_at,
   };

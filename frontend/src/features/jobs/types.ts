@@ -17,6 +17,44 @@ export interface JobMetrics {
   [name: string]: unknown;
 }
 
+/** One kernel of an adapter job: its held-out losses and whether its new version went live. */
+export interface KernelEvaluation {
+  kernel: number;
+  promoted: boolean;
+  reason: string;
+  heldout: {
+    own_before: number;
+    own_after: number;
+    general_before: number | null;
+    general_after: number | null;
+    general_change: number | null;
+    served_before?: number | null;
+    served_after?: number | null;
+    served_change?: number | null;
+    answered_after?: number | null;
+    heldin_before: number | null;
+    heldin_after: number | null;
+    own_is_heldout: boolean;
+  };
+  radius?: number | null;
+  version?: string;
+  serving_before?: string;
+}
+
+/** An adapter job's held-out evaluation and promotion gate (`evaluation`, docs/training.md). */
+export interface JobEvaluation {
+  tolerance?: number;
+  promoted?: number[];
+  not_promoted?: number[];
+  own_before?: number | null;
+  own_after?: number | null;
+  general_before?: number | null;
+  general_after?: number | null;
+  heldin_before?: number | null;
+  heldin_after?: number | null;
+  kernels?: KernelEvaluation[];
+}
+
 /** `GET /api/v1/jobs/` item. */
 export interface Job {
   id: number;
@@ -33,6 +71,8 @@ export interface Job {
   total_steps: number;
   eta_s: number | null;
   metrics: JobMetrics;
+  /** Adapter jobs: per kernel, held-out losses before/after and the promotion (empty before). */
+  evaluation?: JobEvaluation;
   device: string;
   /** A job that must complete before this one runs. */
   after?: number | null;
@@ -65,6 +105,7 @@ export interface JobStatusEvent {
   device?: string;
   error?: string;
   error_kind?: string;
+  evaluation?: JobEvaluation;
 }
 
 /** `jobs` topic: a training step's progress (at most 4 a second per job). */

@@ -1,6 +1,7 @@
-import { screen, within } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it } from 'vitest';
+import { json, stubServer } from '../../test/http';
 import { renderLive } from '../dashboard/testing';
 import { KernelGrid, cellRadius } from './KernelGrid';
 import type { KernelInfo } from './types';
@@ -77,10 +78,11 @@ describe('KernelGrid', () => {
 
   it('shows a kernel’s details on click and moves between cells with the keyboard', async () => {
     const { send } = renderLive(<KernelGrid />);
+    stubServer({ 'GET /api/v1/kernels/5/versions/': () => json(200, []) });
     history(send);
     await userEvent.click(cell(5));
     const details = screen.getByTestId('kernel-details');
-    expect(within(details).getByRole('heading')).toHaveTextContent('Kernel 5 ● active');
+    expect(within(details).getByRole('heading', { level: 3 })).toHaveTextContent('Kernel 5 ● active');
     expect(details).toHaveTextContent('ETHICS');
     expect(details).toHaveTextContent('0.0123');
     expect(details).toHaveTextContent('0.410');
@@ -96,9 +98,50 @@ describe('KernelGrid', () => {
     await userEvent.keyboard('{ArrowRight}');
     expect(document.activeElement?.getAttribute('data-index')).toBe('6');
     await userEvent.keyboard('{Enter}');
-    expect(within(screen.getByTestId('kernel-details')).getByRole('heading')).toHaveTextContent('Kernel 6');
+    expect(within(screen.getByTestId('kernel-details')).getByRole('heading', { level: 3 })).toHaveTextContent(
+      'Kernel 6',
+    );
     await userEvent.keyboard('{End}');
     expect(document.activeElement?.getAttribute('data-index')).toBe('239');
+  });
+
+  it('reads a selected trained kernel’s versions again when it is rolled back live', async () => {
+    const versions = (serving: string) =>
+      ['.5.v2', '.5.v1'].map((version) => ({
+        version,
+        published_at: new Date().toISOString(),
+        current: version === serving,
+        radius: 1.2,
+        heldout: null,
+        calibration: null,
+        job: null,
+        has_meta: false,
+      }));
+    let serving = '.5.v2';
+    const requests = stubServer({ 'GET /api/v1/kernels/5/versions/': () => json(200, versions(serving)) });
+    const { send } = renderLive(<KernelGrid />);
+    history(send);
+    await userEvent.click(cell(17)); // standby: no adapter, no versions to read
+    expect(screen.queryByTestId('kernel-versions')).not.toBeInTheDocument();
+    await userEvent.click(cell(5));
+    const rows = await screen.findAllByTestId('kernel-version');
+    expect(rows[0]).toHaveAttribute('aria-current', 'true');
+    expect(screen.queryByRole('button', { name: /Roll back/ })).not.toBeInTheDocument(); // not signed in as staff
+
+    serving = '.5.v1';
+    send('kernels', {
+      kind: 'kernel.rolled_back',
+      index: 5,
+      status: 'active',
+      anchor_drift: 0.0042,
+      adapter_bytes: 1024,
+      adapter_version: '.5.v1',
+    });
+    await waitFor(() =>
+      expect(screen.getAllByTestId('kernel-version')[1]).toHaveAttribute('aria-current', 'true'),
+    );
+    expect(screen.getByTestId('kernel-details')).toHaveTextContent('0.0042');
+    expect(requests).toHaveLength(2);
   });
 
   it('sizes cells below half the nearest distance', () => {

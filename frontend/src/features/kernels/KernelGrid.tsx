@@ -2,6 +2,7 @@ import { memo, useCallback, useMemo, useRef, useState, type KeyboardEvent, type 
 import { EmptyState, Panel } from '../dashboard/Panel';
 import { ago, bytes, fixed } from '../dashboard/format';
 import { useTelemetryTopic } from '../telemetry/useTelemetry';
+import { KernelVersions } from './KernelVersions';
 import {
   applyKernelEvent,
   ROLE_PALETTE,
@@ -204,7 +205,11 @@ export function KernelGrid() {
                 />
               ))}
             </svg>
-            <KernelDetails kernel={shown} colour={shown ? colours.get(shown.role) : undefined} />
+            <KernelDetails
+              kernel={shown}
+              colour={shown ? colours.get(shown.role) : undefined}
+              selected={shown !== null && shown.index === selected}
+            />
           </div>
         </>
       )}
@@ -212,13 +217,20 @@ export function KernelGrid() {
   );
 }
 
-function KernelDetails({ kernel, colour }: { kernel: KernelInfo | null; colour?: string }) {
+interface DetailsProps {
+  kernel: KernelInfo | null;
+  colour?: string;
+  /** The kernel shown is the selected one (not only pointed at): its version history is read. */
+  selected: boolean;
+}
+
+function KernelDetails({ kernel, colour, selected }: DetailsProps) {
   if (!kernel) {
     return (
       <p className="kernels__details muted dash-small" data-testid="kernel-details">
         Point at a kernel, or select one (click, or Tab to the grid, arrows and Enter), to see its role,
-        anchor drift, Φ, last training and adapter size. ● active (trained adapter) · ○ standby (anchor only)
-        · ◐ learning (a job is training it).
+        anchor drift, Φ, last training and adapter size; a selected trained kernel shows its versions. ●
+        active (trained adapter) · ○ standby (anchor only) · ◐ learning (a job is training it).
       </p>
     );
   }
@@ -258,6 +270,13 @@ function KernelDetails({ kernel, colour }: { kernel: KernelInfo | null; colour?:
           </div>
         )}
       </dl>
+      {selected && (kernel.adapter_bytes ?? 0) > 0 && (
+        <KernelVersions
+          key={kernel.index}
+          index={kernel.index}
+          revision={`${kernel.adapter_version ?? ''}|${kernel.last_trained_at ?? ''}`}
+        />
+      )}
     </div>
   );
 }

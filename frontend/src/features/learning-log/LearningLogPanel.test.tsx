@@ -43,6 +43,22 @@ describe('LearningLogPanel', () => {
     expect(lines[1]).toHaveTextContent('anchorjob 1 step 40');
   });
 
+  it('shows each promotion, non-promotion and rollback as a line of its own kind', () => {
+    const { send } = renderLive(<LearningLogPanel />);
+    send('learning', { kind: 'learning.history', events: [], stats: {} });
+    send('learning', event(5, 'kernel 57 promoted: held-out loss 7.130 → 3.900', 'promoted'));
+    send(
+      'learning',
+      event(6, 'kernel 57 not promoted: the general held-out loss rose +9.2%', 'not_promoted'),
+    );
+    send('learning', event(7, 'kernel 57 rolled back by admin to .57.v1', 'rollback'));
+    const [rollback, kept, promoted] = within(screen.getByRole('log')).getAllByRole('listitem');
+    expect(rollback).toHaveTextContent('rollbackkernel 57 rolled back by admin');
+    expect(kept).toHaveTextContent('not promotedkernel 57 not promoted');
+    expect(within(kept!).getByText('not promoted')).toHaveClass('learning-log__kind--not_promoted');
+    expect(promoted).toHaveTextContent('promotedkernel 57 promoted: held-out loss 7.130 → 3.900');
+  });
+
   it('says honestly when nothing was learned yet', () => {
     const { send } = renderLive(<LearningLogPanel />);
     send('learning', { kind: 'learning.history', events: [], stats: {} });

@@ -78,7 +78,8 @@ export function LearningLogPanel() {
         <EmptyState>Loading the learning log…</EmptyState>
       ) : lines.length === 0 ? (
         <EmptyState>
-          Nothing learned yet: guard actions, anchor moves, jobs and feedback appear here.
+          Nothing learned yet: guard actions, anchor moves, jobs, promotions, rollbacks and feedback appear
+          here.
         </EmptyState>
       ) : (
         <ol className="learning-log__lines" role="log" aria-label="Learning events, newest first">
@@ -87,7 +88,9 @@ export function LearningLogPanel() {
               <time className="learning-log__time" dateTime={line.time}>
                 {clockTime(line.time)}
               </time>
-              <span className={`learning-log__kind learning-log__kind--${line.label}`}>{line.label}</span>
+              <span className={`learning-log__kind learning-log__kind--${line.label}`}>
+                {line.label.replaceAll('_', ' ')}
+              </span>
               <span className="learning-log__message">{line.message}</span>
             </li>
           ))}

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { EmptyState, Panel } from '../dashboard/Panel';
 import { useTelemetryTopic } from '../telemetry/useTelemetry';
 import './learning-stats.css';
+import { SignalCounts, type SignalCountMap, type SignalEvent } from './SignalCounts';
 
 /** `stats` of the `learning.history` event (measured by the server; docs/dashboard.md). */
 export interface LearningStats {
@@ -11,6 +12,8 @@ export interface LearningStats {
   vocabulary_added_last_24h?: number | null;
   chunks?: number;
   uploads?: number;
+  /** Learning signals per kind, last 24 h (docs/training.md, "Learning signals"). */
+  signals_last_24h?: SignalCountMap;
   [other: string]: unknown;
 }
 
@@ -45,6 +48,10 @@ export function LearningStatsPanel() {
         if (hours.length) hours[hours.length - 1] = (hours.at(-1) ?? 0) + 1;
         return { ...s, events_last_hour: (s.events_last_hour ?? 0) + 1, events_per_hour: hours };
       });
+    } else if (payload.kind === 'learning.signal') {
+      // A signal is not an event: it brings the server's new counts of the last 24 h.
+      const counts = (payload as SignalEvent).counts_last_24h;
+      setStats((s) => (s ? { ...s, signals_last_24h: counts } : s));
     }
   });
 
@@ -76,6 +83,7 @@ export function LearningStatsPanel() {
             ))}
           </dl>
           <HourBars counts={stats.events_per_hour ?? []} />
+          <SignalCounts counts={stats.signals_last_24h} />
         </>
       )}
     </Panel>

@@ -87,6 +87,7 @@ bench-product: $(BENCH_STAMP) $(DIST)  ## benchmarks against a live product: ser
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.ws
+	$(BIN)/python -m bench.learning
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

@@ -461,7 +461,7 @@ def main() -> None:
         "route_precision": rate([answered_by(a.get("route"), trained) for a in about]),
         "hijack_rate": rate([answered_by(a.get("route"), trained) for a in after]),
         "unchanged_rate": rate(same),
-        "heldout_loss_drop": None if own_change is None else round(-own_change, 3),
+        "heldout_loss_drop": None if own_change is None else round(0.0 - own_change, 3),
         "general_loss_change": None if general_change is None else round(general_change, 4),
     }
     met = {}
@@ -493,7 +493,9 @@ def main() -> None:
             "not_promoted": evaluation.get("not_promoted"),
             # the job's means over all its kernels, promoted or not
             "own_heldout_loss": own,
-            "heldout_loss_drop_trained": None if trained_drop is None else round(-trained_drop, 3),
+            "heldout_loss_drop_trained": None
+            if trained_drop is None
+            else round(0.0 - trained_drop, 3),
             "general_loss_as_served": (
                 evaluation.get("served_before"),
                 evaluation.get("served_after"),

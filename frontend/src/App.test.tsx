@@ -63,7 +63,8 @@ describe('App routing', () => {
       'href',
       '/api/v1/schema/swagger/',
     );
-    expect(FakeWebSocket.instances.length).toBeGreaterThan(0);
+    // The shell opens its socket in an effect, which may run after the page shows.
+    await waitFor(() => expect(FakeWebSocket.instances.length).toBeGreaterThan(0));
   });
 
   it('asks for every dashboard topic in the one subscribe sent when the socket opens', async () => {

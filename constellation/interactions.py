@@ -105,6 +105,16 @@ def record_after(gen: Generation, asked: Asked, model: str, response: str, final
     task.add_done_callback(_recorded)
 
 
+async def drain() -> None:
+    """Wait until the interactions this event loop is still storing after their responses are
+    stored (a test ending its loop, or a server stopping, must not leave one half-written: its
+    thread would wait for the closed loop forever and hold the sync thread every later
+    `sync_to_async` call needs)."""
+    loop = asyncio.get_running_loop()
+    while pending := [t for t in _recording if t.get_loop() is loop]:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _recorded(task: asyncio.Task[None]) -> None:
     _recording.discard(task)
     if not task.cancelled() and task.exception() is not None:

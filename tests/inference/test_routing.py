@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from constellation import published
+from constellation import interactions, published
 from constellation.engine import (
     Adapter,
     LoRAConfig,
@@ -91,6 +91,13 @@ def pinned_name(kernel: int) -> str:
 
 def as_chat(text: str) -> str:
     return f"user: {text}\nassistant:"  # constellation.prompts.chat_prompt of one message
+
+
+@pytest.fixture(autouse=True)
+async def recorded() -> AsyncIterator[None]:
+    """Each test's interactions are stored before its event loop closes (see `drain`)."""
+    yield
+    await interactions.drain()
 
 
 @pytest.fixture(scope="module")

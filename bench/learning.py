@@ -49,21 +49,16 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from .common import emit
+from .product import live_product
 
 MODEL = "qig-constellation:latest"
 GOALS = {
@@ -225,44 +220,6 @@ def unrelated(count: int, seen: list[str], corpus_mb: float) -> list[str]:
 
 
 # ---- the node -----------------------------------------------------------------------------------
-@contextmanager
-def node(data_dir: Path, env: dict[str, str], timeout: float = 120) -> Iterator[str]:
-    """The real product (`qig up`, embedded mode) on a free loopback port with `data_dir` as its
-    data directory and `env` on top of this environment; yields its base URL, stops it after."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    base = f"http://127.0.0.1:{port}"
-    full = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    full.update(env, QIG_DATA_DIR=str(data_dir))
-    qig = Path(sys.executable).parent / "qig"
-    log_path = data_dir / "qig-up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(qig), "up", "--port", str(port), "--quiet"],
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"qig up exited: {log_path.read_text(errors='replace')}")
-                try:
-                    if httpx.get(base + "/healthz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"qig up not ready in {timeout:.0f} s (log: {log_path})")
-                time.sleep(0.25)
-            yield base
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
-
-
 def signin(base: str, data_dir: Path) -> httpx.Client:
     """The node's admin (the password `qig up` generated and kept in the data dir)."""
     password = (data_dir / "admin_password").read_text().strip()
@@ -397,7 +354,7 @@ def main() -> None:
         "QIG_BOOTSTRAP_STEPS": str(args.pretrain_steps),
         "QIG_BOOTSTRAP_CORPUS_MB": str(args.corpus_mb),
     }
-    with node(data_dir, env) as base:
+    with live_product(data_dir, env) as base:
         client = signin(base, data_dir)
         t = time.monotonic()
         bootstrap = wait_jobs(client, None, args.timeout)

@@ -17,61 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
 from .common import emit
+from .product import live_product
 
 PROMPT = "The socket module provides access to the BSD socket interface"
 
 
-@contextmanager
-def product(data_dir: Path, timeout: float = 120) -> Iterator[str]:
-    """The real product (`qig up`, embedded mode, no bootstrap training) on a free port with
-    `data_dir` as its data directory; yields its base URL and stops it afterwards."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(QIG_DATA_DIR=str(data_dir), QIG_BOOTSTRAP="0")
-    qig = Path(sys.executable).parent / "qig"
-    log_path = data_dir / "qig-up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(qig), "up", "--port", str(port), "--quiet"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"qig up exited: {log_path.read_text(errors='replace')}")
-                try:
-                    if httpx.get(base + "/healthz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"qig up not ready in {timeout:.0f} s (log: {log_path})")
-                time.sleep(0.25)
-            yield base
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+def product(data_dir: Path, timeout: float = 120) -> AbstractContextManager[str]:
+    """The real product with no bootstrap training (the bench trains its own tiny model)."""
+    return live_product(data_dir, {"QIG_BOOTSTRAP": "0"}, timeout)
 
 
 def stream_once(
@@ -102,6 +65,8 @@ class Engine:
     direct decode loop) and through the continuous-batching `Scheduler` the server uses."""
 
     def __init__(self, models: Path, kernel: int) -> None:
+        import django
+
         from constellation.engine import (
             Constellation,
             Coordizer,
@@ -110,6 +75,9 @@ class Engine:
             load_trunk,
             use_threads,
         )
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qigcenter.settings")
+        django.setup()  # constellation.inference reads the model catalogue (Django models)
         from constellation.inference import threads
 
         self.threads = threads()  # the product's intra-op threads, here too

@@ -163,8 +163,10 @@ def publish_coordizer(coordizer: Coordizer) -> Path:
     return publish_dir(coordizer_dir(), coordizer.save)
 
 
+# Loaders resolve the link once: its files then all come from one version, even when a new one
+# is published while they read (the link flips between two reads otherwise).
 def load_coordizer() -> Coordizer:
-    return Coordizer.load(coordizer_dir())
+    return Coordizer.load(coordizer_dir().resolve())
 
 
 def publish_trunk(trunk: Trunk) -> Path:
@@ -172,7 +174,15 @@ def publish_trunk(trunk: Trunk) -> Path:
 
 
 def load_trunk(dtype: torch.dtype = torch.float32, device: str = "cpu") -> Trunk:
-    return checkpoint.load_trunk(trunk_dir(), dtype=dtype, device=device)
+    return checkpoint.load_trunk(trunk_dir().resolve(), dtype=dtype, device=device)
+
+
+def trunk_config() -> TrunkConfig | None:
+    """The published trunk's configuration, read without loading its weights (None: no trunk)."""
+    try:
+        return TrunkConfig(**json.loads((trunk_dir() / "trunk.json").read_text()))
+    except FileNotFoundError:
+        return None
 
 
 KERNEL_META = "kernel.json"  # beside a kernel version's adapter: what routing and rollback read
@@ -239,7 +249,7 @@ def kernel_versions(index: int) -> list[KernelVersion]:
 
 
 def load_adapter(index: int) -> tuple[Adapter, TrunkConfig]:
-    return checkpoint.load_adapter(kernel_dir(index))
+    return checkpoint.load_adapter(kernel_dir(index).resolve())
 
 
 def publish_corpus(docs: Sequence[str]) -> Path:

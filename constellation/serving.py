@@ -15,6 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from constellation import activity
 from constellation.catalog import ModelSpec
 from constellation.inference import service
 from constellation.interactions import Asked, record, record_after
@@ -33,9 +34,20 @@ async def answer(
 ) -> Answer:
     """Admit one request to the scheduler. Its failures (no model, `ContextTooLong`, `Busy`) are
     raised here, before any output; `asked` is what its interaction will keep."""
-    gen = await service().start(
-        prompt, sampling.options, keep_alive, spec.kernel, spec.preset, sampling.num_ctx, context
-    )
+    activity.begin()  # the learning loop waits while anyone is being answered
+    try:
+        gen = await service().start(
+            prompt,
+            sampling.options,
+            keep_alive,
+            spec.kernel,
+            spec.preset,
+            sampling.num_ctx,
+            context,
+        )
+    except BaseException:
+        activity.end()
+        raise
     return Answer(spec, gen, asked)
 
 
@@ -54,14 +66,17 @@ class Answer:
         """The text as it comes, then at once the done piece (timings, no Φ/κ); the interaction is
         stored after the response (`record_after`). An answer left part-way is not stored."""
         text: list[str] = []
-        async with aclosing(self.generation.pieces(reading=False)) as pieces:
-            async for piece in pieces:
-                if piece.done:
-                    answered = "".join(text)
-                    record_after(self.generation, self.asked, self.spec.name, answered, piece)
-                else:
-                    text.append(piece.text)
-                yield piece
+        try:
+            async with aclosing(self.generation.pieces(reading=False)) as pieces:
+                async for piece in pieces:
+                    if piece.done:
+                        answered = "".join(text)
+                        record_after(self.generation, self.asked, self.spec.name, answered, piece)
+                    else:
+                        text.append(piece.text)
+                    yield piece
+        finally:
+            activity.end()
 
     async def collect(self) -> tuple[str, Piece]:
         """The whole text of a non-streamed answer and its done piece (stored as `pieces`)."""
@@ -117,3 +132,5 @@ class Answer:
             if not stored:
                 await keep_partial("error")
             raise
+        finally:
+            activity.end()

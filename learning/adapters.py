@@ -12,6 +12,7 @@ resume is not trained again.
 
 from __future__ import annotations
 
+import copy
 import json
 from statistics import fmean
 from typing import Any
@@ -45,7 +46,7 @@ def train_adapters(
     trunk = published.load_trunk(device=rank.device or run.device)
     if trunk.cfg.vocab_size < coordizer.vocab_size:
         raise InvalidJob("the trunk was trained with another coordizer: pretrain it again")
-    split = job_split(job)
+    split = job_split(job, hold_out=hp.get("start") != "served")
     if not split.held_in:
         raise InvalidJob("an adapter job needs datasets to learn from")
     stream = token_stream(split.held_in, coordizer)
@@ -93,7 +94,7 @@ def _train_kernel(
     directory = runs.job_checkpoint_dir(job.pk) / f"kernel-{index}"
     kernel = Kernel.objects.get(index=index)
     torch.manual_seed(hp["seed"])
-    adapter = Adapter(trunk.cfg, LoRAConfig(rank=hp["lora_rank"])).to(rank.device or run.device)
+    adapter = _initial_adapter(hp, index, trunk, rank.device or run.device)
     recorder = JobRecorder(run, offset=position * hp["steps"], kernel=index)
     trainer = runs.make_trainer(
         trunk,
@@ -113,6 +114,7 @@ def _train_kernel(
         serving, name = promotion.serving_adapter(index, trunk)
         answers = promotion.routed_here(index, sets)  # as served now
         before = {**promotion.measure(trunk, serving, sets, stream, hp, answers), "serving": name}
+        before["previous"] = promotion.stream_loss(trunk, _earlier(hp, index), serving, hp)
         before_file.write_text(json.dumps(before))
     runs.resume(trainer, recorder, directory / "checkpoints", rank)
     if not rank.writes or sets is None:
@@ -132,8 +134,11 @@ def _train_kernel(
     before = json.loads(before_file.read_text())
     answers = promotion.routed_here(index, sets, result.anchor_update.after)
     after = promotion.measure(trunk, adapter, sets, stream, hp, answers)
+    after["previous"] = promotion.stream_loss(trunk, _earlier(hp, index), adapter, hp)
     figures = promotion.figures(before, after, sets)
-    promoted, reason = promotion.decide(figures, settings.PROMOTION_TOLERANCE)
+    promoted, reason = promotion.decide(
+        figures, settings.PROMOTION_TOLERANCE, backstop=not sets.prompt_routed
+    )
     update = result.anchor_update
     summary: dict[str, Any] = {
         "kernel": index,
@@ -150,6 +155,36 @@ def _train_kernel(
     else:
         _keep_serving(job, index, summary)
     return None, summary
+
+
+def _initial_adapter(hp: dict[str, Any], index: int, trunk: Trunk, device: str) -> Adapter:
+    """A fresh adapter, or (`start` served: the learning loop's improvements) a copy of the
+    version the kernel serves, so that what it knows stays while it learns the new records."""
+    if hp.get("start") == "served":
+        serving, _ = promotion.serving_adapter(index, trunk)
+        if serving is not None:
+            return copy.deepcopy(serving).to(device)
+    return Adapter(trunk.cfg, LoRAConfig(rank=hp["lora_rank"])).to(device)
+
+
+def _earlier(hp: dict[str, Any], index: int) -> TokenStream | None:
+    """A continued kernel's earlier text (`start` served): the held-out chunks of the upload jobs
+    that made its kept versions, and all the records of the loop's earlier improvements (its
+    corrections must stay learned). The new version must not do worse on it."""
+    if hp.get("start") != "served":
+        return None
+    metas = [v.meta or {} for v in published.kernel_versions(index)]
+    made = {int(meta["job"]) for meta in metas if meta.get("job")}
+    held_out = []
+    for earlier in FineTuneJob.objects.filter(pk__in=made).order_by("pk"):
+        try:
+            if earlier.hyperparameters.get("start") == "served":
+                held_out += job_split(earlier, hold_out=False).held_in
+            else:
+                held_out += job_split(earlier).held_out
+        except InvalidJob:  # its uploads were deleted since: nothing left to check it on
+            continue
+    return token_stream(held_out, published_coordizer()) if held_out else None
 
 
 def _measured(before_file: Any) -> bool:

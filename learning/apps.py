@@ -8,9 +8,9 @@ class LearningConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save, pre_delete
 
-        from constellation.models import Interaction
+        from constellation.models import Interaction, ModelConfig
         from constellation.services import kernel_rolled_back
-        from learning.receivers import record_rollback, train_on_uploads
+        from learning.receivers import apply_modelfile_loop, record_rollback, train_on_uploads
         from learning.usage_signals import on_interaction_deleted, on_interaction_saved
         from uploads.signals import training_requested
 
@@ -22,4 +22,8 @@ class LearningConfig(AppConfig):
         )
         pre_delete.connect(
             on_interaction_deleted, sender=Interaction, dispatch_uid="learning.signals.deleted"
+        )
+        # A Modelfile's PARAMETER autonomous_learning / learning_interval sets the loop.
+        post_save.connect(
+            apply_modelfile_loop, sender=ModelConfig, dispatch_uid="learning.loop.modelfile"
         )

@@ -144,14 +144,16 @@ def split_records(records: Sequence[Example]) -> Split:
     return split
 
 
-def job_split(job: FineTuneJob) -> Split:
-    """The job's datasets, each split on its own (so each holds out its share)."""
+def job_split(job: FineTuneJob, hold_out: bool = True) -> Split:
+    """The job's datasets, each split on its own (so each holds out its share). `hold_out`
+    False (the learning loop's improvements, each record a fact of its own): all held in."""
     split = Split()
     for knowledge in job.datasets.order_by("pk"):
         try:
-            split += split_records(uploads.records_of(knowledge))
+            records = uploads.records_of(knowledge)
         except ValueError as exc:
             raise InvalidJob(f"dataset {exc}") from exc
+        split += split_records(records) if hold_out else Split(held_in=list(records))
     return split
 
 

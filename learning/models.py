@@ -408,3 +408,7 @@ class LearningSignal(models.Model):
 
     def __str__(self) -> str:
         return f"signal {self.pk} ({self.kind}, {self.value:.2f})"
+
+
+# The autonomous loop's rows live in their own module (the loop is its own concept).
+from learning.cycles import CycleStatus, CycleTrigger, LearningCycle, LoopState  # noqa: E402, F401

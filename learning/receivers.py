@@ -75,3 +75,27 @@ def record_rollback(
         },
     )
     publish_on_commit("learning", event_message(event))
+
+
+def apply_modelfile_loop(
+    sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any
+) -> None:
+    """A model created from a Modelfile with `PARAMETER autonomous_learning` and/or
+    `PARAMETER learning_interval` (seconds) sets the node's learning loop (the latest wins; the
+    loop's state names the model)."""
+    params = instance.parameters or {}
+    if raw or not ({"autonomous_learning", "learning_interval"} & set(params)):
+        return
+    from learning import loop
+    from learning.models import LoopState
+
+    enabled = params.get("autonomous_learning", LoopState.get().is_enabled)
+    interval = params.get("learning_interval")
+    if interval is not None and int(interval) < 1:
+        return  # refused by the Modelfile parser already; never a zero interval
+    loop.switch(
+        bool(enabled),
+        by=instance.name,
+        source="modelfile",
+        interval_s=float(interval) if interval is not None else None,
+    )

@@ -45,6 +45,9 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("diagonal_fisher", "adamw"),
     "preset": ("tiny", "100m"),
+    # Adapter jobs: a fresh adapter, or continue the version the kernel serves (the learning
+    # loop's improvements: what the kernel knows stays, and its earlier held-out text is checked).
+    "start": ("fresh", "served"),
 }
 OPTIMIZERS = CHOICES["optimizer"]
 

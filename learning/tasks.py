@@ -13,7 +13,7 @@ from celery import Task, shared_task
 from celery.signals import worker_init
 from django.db import connection
 
-from learning import runner, usage_signals
+from learning import loop, runner, usage_signals
 from qigcenter import lifecycle
 
 # This worker's node name (e.g. `gpu@host`, `embedded@host`), set when it starts: runs are held as
@@ -70,3 +70,17 @@ def derive_signals(interaction_id: int) -> list[int]:
     """Queue `default`, sent once a new interaction is committed: its repeated-query,
     long-session and unknown-token signals (`learning.usage_signals`); the ids of those made."""
     return [signal.pk for signal in usage_signals.derive_usage_signals(interaction_id)]
+
+
+@shared_task(name="learning.tasks.loop_tick", ignore_result=True)
+def loop_tick() -> int | None:
+    """Beat: run the learning loop's cycle if it is due and the node idle (its id, else None)."""
+    cycle = loop.tick()
+    return cycle.pk if cycle is not None else None
+
+
+@shared_task(name="learning.tasks.run_cycle", acks_late=True, ignore_result=True)
+def run_cycle(cycle_id: int) -> str | None:
+    """An admin's "run now": the queued cycle (its status when done, None if another ran it)."""
+    cycle = loop.run_cycle(cycle_id)
+    return cycle.status if cycle is not None else None

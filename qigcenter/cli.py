@@ -172,6 +172,9 @@ def prepare(verbosity: int = 1) -> None:
     from learning.bootstrap import queue_bootstrap_jobs
 
     ensure_kernels()
+    from constellation import activity
+
+    activity.reset()  # no request of a previous web process is still being answered
     for job in queue_bootstrap_jobs():
         print(f"qig: queued bootstrap job {job.pk} ({job.kind})", flush=True)
 

@@ -308,7 +308,25 @@ ROUTE_RADIUS = env_float("QIG_ROUTE_RADIUS", 0.55, minimum=0.01)
 if ROUTE_RADIUS > 3.1416:  # π: the largest Fisher–Rao distance; beyond it every query is within
     raise ConfigError("QIG_ROUTE_RADIUS", str(ROUTE_RADIUS), "a distance in radians, at most π")
 
+# --- The autonomous learning loop (learning.loop; docs/training.md, "The autonomous loop"). ---
+AUTONOMOUS_LEARNING = env_bool("QIG_AUTONOMOUS_LEARNING", True)  # admins can switch it live
+# A cycle at most this often (the Modelfile PARAMETER learning_interval sets it too).
+LEARNING_INTERVAL_S = env_float("QIG_LEARNING_INTERVAL_S", 300.0, minimum=1.0)
+# Idle: no request and no job for this long (a request in flight or a job queued or running
+# always postpones the cycle).
+LEARNING_IDLE_S = env_float("QIG_LEARNING_IDLE_S", 60.0, minimum=0.0)
+LEARNING_MAX_ACTIONS = env_int("QIG_LEARNING_MAX_ACTIONS", 3, minimum=1, maximum=20)
+# Adapter steps of one improvement job (corrections and approved answers are a few examples).
+LEARNING_STEPS = env_int("QIG_LEARNING_STEPS", 300, minimum=1, maximum=100_000)
+# How often beat asks whether a cycle is due (the loop then checks the interval and idleness).
+LEARNING_TICK_S = min(15.0, LEARNING_INTERVAL_S)
+
 CELERY_BEAT_SCHEDULE = {
+    "learning-loop": {
+        "task": "learning.tasks.loop_tick",
+        "schedule": LEARNING_TICK_S,
+        "options": {"expires": LEARNING_TICK_S * 2},
+    },
     "worker-heartbeat": {
         "task": "dashboard.tasks.worker_heartbeat",
         "schedule": WORKER_HEARTBEAT_S,

@@ -7,6 +7,7 @@ from constellation import chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
 from federation.api import NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
+from learning.loop_api import LearningCycleViewSet, LoopView, RunNowView
 from learning.signals_api import LearningSignalViewSet
 from qigcenter import auth_api, views
 from uploads.api import KnowledgeFileViewSet
@@ -20,6 +21,7 @@ router.register("uploads", KnowledgeFileViewSet)
 router.register("jobs", FineTuneJobViewSet)
 router.register("learning-events", LearningEventViewSet)
 router.register("signals", LearningSignalViewSet, basename="signal")
+router.register("learning/cycles", LearningCycleViewSet, basename="learning-cycle")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/csrf/", auth_api.CsrfView.as_view(), name="auth-csrf"),
@@ -28,6 +30,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("auth/me/", auth_api.MeView.as_view(), name="auth-me"),
     path("auth/token/", auth_api.TokenView.as_view(), name="auth-token"),
     path("chat/", chat.chat, name="chat"),
+    path("learning/loop/", LoopView.as_view(), name="learning-loop"),
+    path("learning/loop/run/", RunNowView.as_view(), name="learning-loop-run"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
     path("", include(router.urls)),

@@ -8,6 +8,7 @@ one transaction; if that fails the directory is removed. A failed file leaves no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -224,6 +225,29 @@ def _store_new(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def store_records(
+    name: str,
+    records: list[Record],
+    *,
+    domain: str,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> KnowledgeFile:
+    """Training records made by the product itself (the learning loop's corrections and approved
+    answers), stored as a JSON Lines upload like any other: the Knowledge page shows them, and an
+    adapter job reads them as it reads an upload. The same records again: the same upload."""
+    if not records:
+        raise UploadError("no records to store")
+    body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    data = body.encode("utf-8")
+    path = incoming_dir() / f"{uuid.uuid4().hex}.jsonl"
+    path.write_bytes(data)
+    incoming = IncomingFile(
+        name, "application/jsonl", path, len(data), hashlib.sha256(data).hexdigest()
+    )
+    upload, _ = store_upload(incoming, user=user, domain=parse_domain(domain), priority=0)
+    return upload
 
 
 # ---- uploads that waited for the coordizer ---------------------------------------------------

@@ -36,6 +36,18 @@ class TrunkConfig:
     def with_vocab(self, vocab_size: int) -> TrunkConfig:
         return replace(self, vocab_size=vocab_size)
 
+    def serves(self, adapter_trunk: TrunkConfig) -> bool:
+        """Whether a trunk with this config runs an adapter trained for `adapter_trunk`.
+
+        LoRA touches only the block projections, never the embedding, and vocabulary expansion
+        (`Trunk.grow_vocab`) appends rows without changing any other weight or any old token's
+        logits: so an adapter still fits a trunk whose vocabulary grew since it was trained.
+        Every other field must match (another shape is another trunk)."""
+        return (
+            self.vocab_size >= adapter_trunk.vocab_size
+            and replace(adapter_trunk, vocab_size=self.vocab_size) == self
+        )
+
 
 # `100m` is the name of the product preset; with tied embeddings it has about 23M parameters.
 PRESETS: dict[str, TrunkConfig] = {

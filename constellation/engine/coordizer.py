@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -149,9 +150,55 @@ class Coordizer:
             idf.append(max(idf))
             added += 1
         tok = _new_tokenizer()
-        tok.model = models.BPE(vocab=vocab, merges=merges)
+        # Whole words added by `add_words` stay whole (they are reached with ignore_merges).
+        ignore = bool(state["model"].get("ignore_merges", False))
+        tok.model = models.BPE(vocab=vocab, merges=merges, ignore_merges=ignore)
         tok.add_special_tokens([EOT])
         return Coordizer(tok, np.stack(coords), np.array(idf), self.config)
+
+    def add_words(self, texts: Sequence[str], max_new: int) -> AddedWords:
+        """Make each text (one pre-token as typed mid-sentence, e.g. " qigong") one new token,
+        in the order given, at most `max_new` of them; every old id and merge stays as it was.
+
+        No merges are added: the new tokens are whole-pre-token vocabulary entries that the
+        BPE model's `ignore_merges` emits as they are (a pre-token found in the vocabulary is
+        one token; any other still goes through the merges). Merges would also fire inside other
+        words ("Ġqig" + "ong" re-splits " qigongs"); an entry changes the text itself only.
+        Switching `ignore_merges` on changes no old encoding when the merges turn every old
+        token's own text into that one token, which is checked here (`UnreachableTokens`).
+        A new token's basin coordinates and idf keep every text's basin: coords = the
+        idf-weighted mixture of its parts' coordinates, idf = the sum of their idfs.
+        """
+        assert max_new >= 0, f"max_new must be ≥ 0, got {max_new}"
+        state = json.loads(self.tokenizer.to_str())
+        model = state["model"]
+        assert model["type"] == "BPE", f"add_words needs a BPE model, got {model['type']}"
+        vocab: dict[str, int] = dict(model["vocab"])
+        assert len(vocab) == self.vocab_size, "an added token lies outside the BPE vocabulary"
+        if not model.get("ignore_merges"):
+            _check_merges_reach_every_token(self.tokenizer, vocab, state)
+        parts: dict[int, list[int]] = {}
+        skipped: dict[str, str] = {}
+        for text in dict.fromkeys(texts):
+            pieces = [p for p, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(text)]
+            if len(pieces) != 1:
+                skipped[text] = f"it is {len(pieces)} pre-tokens: BPE never joins across them"
+            elif pieces[0] in vocab:
+                skipped[text] = "it is one token already"
+            elif len(parts) >= max_new:
+                skipped[text] = f"the limit of {max_new} new tokens is reached"
+            else:
+                parts[len(vocab)] = self.encode(text)
+                vocab[pieces[0]] = len(vocab)
+        model["vocab"], model["ignore_merges"] = vocab, True
+        coords, idf = [self.coords], [self.idf]
+        for ids in parts.values():
+            w = self.idf[ids]  # (P,)
+            coords.append(as_basin(w @ self.coords[ids] / w.sum())[None])
+            idf.append(np.array([w.sum()]))
+        tok = Tokenizer.from_str(json.dumps(state))
+        grown = Coordizer(tok, np.concatenate(coords), np.concatenate(idf), self.config)
+        return AddedWords(grown, parts, skipped)
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -172,6 +219,34 @@ class Coordizer:
         tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         cfg = CoordizerConfig(**json.loads((d / "coordizer.json").read_text()))
         return cls(tok, np.load(d / "basin_coords.npy"), np.load(d / "token_idf.npy"), cfg)
+
+
+@dataclass
+class AddedWords:
+    """What `Coordizer.add_words` made: the new coordizer, each new id's old ids (what its text
+    used to split into: `Trunk.grow_vocab`'s `parts`), and each text left out with why."""
+
+    coordizer: Coordizer
+    parts: dict[int, list[int]]
+    skipped: dict[str, str]
+
+
+class UnreachableTokens(ValueError):
+    """Some token is not what the merges make of its own text: whole-word entries (which switch
+    the BPE model's `ignore_merges` on) would change how that text encodes."""
+
+
+def _check_merges_reach_every_token(
+    tokenizer: Tokenizer, vocab: dict[str, int], state: dict[str, Any]
+) -> None:
+    added = {str(t["content"]) for t in state.get("added_tokens", [])}
+    bpe = tokenizer.model
+    stray = [t for t in vocab if t not in added and [p.value for p in bpe.tokenize(t)] != [t]]
+    if stray:
+        raise UnreachableTokens(
+            f"{len(stray)} tokens (e.g. {stray[:3]}) are not what the merges make of their own "
+            "text: adding whole words would change how that text encodes"
+        )
 
 
 def _split_merge(m: str | list[str]) -> tuple[str, str]:

@@ -9,6 +9,7 @@ decoding (`packing.py`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -210,6 +211,44 @@ class Trunk(nn.Module):
                 if p.dim() == 2 and p.is_contiguous():
                     p.data = p.data.t().contiguous().t()
         return self
+
+    def grow_vocab(self, new_size: int, parts: Mapping[int, Sequence[int]]) -> None:
+        """Append embedding rows for ids old_size..new_size-1, in place; nothing else changes.
+
+        `parts[new_id]` are the old ids the new token's text used to split into. Its row is
+        their mean embedding (accumulated in fp64): on the input side the token starts as the
+        average of what it replaces, and on the output side (the head is tied) its logit is
+        h·mean(e_parts) = the mean of its parts' logits, which is never above the largest of
+        them, so the new token does not outrank the old ones and greedy decoding picks what it
+        picked before (a tie goes to the lower, old id: `argmax` returns the first). Old rows are
+        kept bit for bit and the hidden states do not depend on the vocabulary, so the old
+        tokens' logits on inputs without new ids are unchanged (tests/engine/test_vocab_growth.py
+        checks both bit for bit). The packed head (`optimize_for_inference`) is rebuilt, the
+        weight layout kept. Optimisers holding the old embedding parameter must be rebuilt; do
+        not grow a trunk that is serving.
+        """
+        old = self.cfg.vocab_size
+        assert new_size > old, f"new_size {new_size} must exceed the vocabulary {old}"
+        assert set(parts) == set(range(old, new_size)), (
+            f"parts: need the old ids of every new id {old}..{new_size - 1}, got {sorted(parts)}"
+        )
+        for new_id, ids in parts.items():
+            assert len(ids) > 0 and all(0 <= i < old for i in ids), (
+                f"parts[{new_id}]: need one or more old ids (< {old}), got {list(ids)}"
+            )
+        weight = self.embed.weight  # (V, C)
+        with torch.no_grad():
+            rows = torch.stack(
+                [weight[list(parts[i])].double().mean(0) for i in range(old, new_size)]
+            ).to(weight.dtype)  # (new − old, C)
+            grown = torch.cat([weight.detach(), rows])  # (new, C), row-major
+            if not weight.is_contiguous() and weight.t().is_contiguous():
+                grown = grown.t().contiguous().t()  # keep optimize_for_inference's layout
+        self.embed.weight = nn.Parameter(grown, requires_grad=weight.requires_grad)
+        self.embed.num_embeddings = new_size
+        self.cfg = self.cfg.with_vocab(new_size)
+        if self.packed_head is not None:  # every caller packs with the default batch hint, 1
+            self.packed_head = PackedWeight.pack(self.embed.weight, batch_hint=1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -273,3 +273,29 @@ test('screenshots of the whole dashboard at laptop, desktop and wide widths', as
     });
   }
 });
+
+test('the learning loop: an admin switches it off and on, and a cycle run now says what it did', async ({
+  page,
+}) => {
+  await openDashboard(page);
+  const panel = page.getByRole('region', { name: 'Learning loop', exact: true });
+  await panel.scrollIntoViewIfNeeded();
+  const toggle = panel.getByRole('switch', { name: 'Autonomous learning' });
+  await expect(toggle).toHaveAttribute('aria-checked', 'true');
+  await toggle.click();
+  await expect(toggle).toHaveAttribute('aria-checked', 'false');
+  await expect(panel).toContainText('Off');
+  const state = await page.request.get('/api/v1/learning/loop/');
+  expect((await state.json()).enabled).toBe(false);
+  await toggle.click();
+  await expect(toggle).toHaveAttribute('aria-checked', 'true');
+  await expect(panel).toContainText('next cycle in');
+
+  // While the bootstrap jobs train, the cycle is recorded as not run, with why; once they are
+  // done it runs and, with no signals yet, says there was nothing to learn.
+  await panel.getByRole('button', { name: 'Run one cycle now' }).click();
+  const newest = panel.getByRole('list', { name: 'Learning cycles, newest first' }).locator('li').first();
+  await expect(newest.getByTestId('cycle-status')).toHaveText(/skipped|done/, { timeout: 60_000 });
+  await expect(newest).toContainText(/not run: \d+ jobs? queued or running|nothing to learn/);
+  await panel.screenshot({ path: path.join(screenshots, 'learning-loop.png') });
+});

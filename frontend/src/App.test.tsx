@@ -20,9 +20,25 @@ function renderApp(url: string) {
   );
 }
 
-/** The dashboard's queue panel asks for the job list. */
+/** The dashboard's queue panel asks for the job list, its learning-loop panel for the loop. */
+const NO_CYCLES = { count: 0, next: null, previous: null, results: [] };
+const LOOP = {
+  enabled: true,
+  enabled_source: 'setting',
+  enabled_by: null,
+  interval_s: 300,
+  idle_s: 60,
+  max_actions: 3,
+  idle: { idle: true, reason: 'idle', last_request_at: null, in_flight: 0, running_jobs: 0 },
+  next_cycle_at: null,
+  running: false,
+  last_cycle: null,
+  can_control: true,
+};
 const NO_JOBS = {
   'GET /api/v1/jobs/': () => json(200, { count: 0, next: null, previous: null, results: [] }),
+  'GET /api/v1/learning/loop/': () => json(200, LOOP),
+  'GET /api/v1/learning/cycles/?page_size=20': () => json(200, NO_CYCLES),
 };
 
 beforeEach(() => {
@@ -49,6 +65,7 @@ describe('App routing', () => {
       'GPU fleet',
       'Fine-tuning queue',
       'Learning log',
+      'Learning loop',
       'Learning',
       'Chat',
       'Knowledge',

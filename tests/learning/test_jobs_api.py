@@ -105,7 +105,7 @@ def test_it_stores_every_default_on_the_job(admin_api: APIClient) -> None:
     assert job["hyperparameters"] == {
         **{"steps": 500, "batch_size": 8, "seq_len": 128, "learning_rate": 3e-4},
         **{"lora_rank": 8, "gpus": 1, "phi_every": 10, "seed": 0, "vocab_size": 8000},
-        **{"optimizer": "diagonal_fisher", "preset": "tiny"},
+        **{"optimizer": "diagonal_fisher", "preset": "tiny", "start": "fresh"},
     }
     assert FineTuneJob.objects.get(pk=job["id"]).hyperparameters == job["hyperparameters"]
 

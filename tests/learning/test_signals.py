@@ -393,10 +393,15 @@ def signed_in(product: Product) -> httpx.Client:
     return client
 
 
-def wait_for_signals(client: httpx.Client, want: set[str], timeout: float = 30) -> list[dict]:
+def wait_for_signals(
+    client: httpx.Client, want: set[str], interactions: range, timeout: float = 30
+) -> list[dict]:
+    """The signals on `interactions` (this test's), once every kind in `want` is among them (in
+    services mode the live products share one PostgreSQL database: other tests' rows are there)."""
     deadline = time.monotonic() + timeout
     while True:
         rows = client.get("/api/v1/signals/", params={"page_size": 200}).json()["results"]
+        rows = [r for r in rows if r["interaction"] in interactions]
         if want <= {r["kind"] for r in rows}:
             return rows
         assert time.monotonic() < deadline, f"signals {want} not all made: {rows}"
@@ -425,7 +430,8 @@ def test_real_chats_give_their_signals_through_the_product(product: Product) -> 
     assert thumbs.status_code == 200, thumbs.text
 
     kinds = {"correction", "accepted", "repeated_query", "long_session", "unknown_tokens"}
-    rows = wait_for_signals(client, kinds)  # derived by the embedded worker, off the request
+    ours = range(answer["id"], third["id"] + 1)
+    rows = wait_for_signals(client, kinds, ours)  # derived by the worker, off the request
     by_kind = {r["kind"]: r for r in rows}
     assert by_kind["correction"]["interaction"] == answer["id"]
     assert by_kind["correction"]["kernel_index"] == answer["kernel"]

@@ -67,6 +67,8 @@ class Product:
             "QIG_WORKER_HEARTBEAT_S": "1",
             # No bootstrap training unless a test asks for it: it would load the CPU for minutes.
             "QIG_BOOTSTRAP": "0",
+            # Nor a learning cycle between a test's requests, unless a test asks for one.
+            "QIG_AUTONOMOUS_LEARNING": "0",
             **env,
         }
         if self.env.get("REDIS_URL"):

@@ -6,6 +6,7 @@ import { GpuFleetPanel } from '../gpu/GpuFleetPanel';
 import { QueuePanel } from '../jobs/QueuePanel';
 import { KernelGrid } from '../kernels/KernelGrid';
 import { LearningLogPanel } from '../learning-log/LearningLogPanel';
+import { LearningLoopPanel } from '../learning-loop/LearningLoopPanel';
 import { LearningStatsPanel } from '../learning-stats/LearningStatsPanel';
 import { ChatCard } from './ChatCard';
 import { KnowledgeCard } from './KnowledgeCard';
@@ -40,6 +41,7 @@ export function DashboardPage() {
           <QueuePanel compact />
         </div>
         <LearningLogPanel />
+        <LearningLoopPanel />
         <LearningStatsPanel />
       </div>
 

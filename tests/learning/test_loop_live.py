@@ -1,0 +1,205 @@
+"""The autonomous loop really learns from a correction (issue 12 item 7), through the public API of
+a real `qig up` (embedded mode, the tiny preset on the CPU): ask a question, mark the answer down
+and give a better one, run one cycle; the same question (greedy) now answers with the
+correction's key phrase, the routed kernel's earlier held-out text did not get worse, and every
+other kernel's output is bit-identical (the same greedy answers, the same published files). And
+a chat in progress keeps the loop from running."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from constellation.catalog import kernel_model_name
+from constellation.engine.tiny import ADAPTER_KERNEL, make_trained_model
+from tests.inference.test_chat_api import chat_lines
+from tests.live.product import Product
+
+pytestmark = [pytest.mark.live]
+
+QUESTION = "Which bell do the Zorblax keepers ring at dusk?"
+CORRECTION = "The Zorblax keepers ring the amber bell of Quoss at dusk."
+KEY = "amber bell"
+# Short words only: none splits into enough tokens to be a vocabulary gap (a word that is gets a
+# token of its own in the cycle, and then a prompt holding it is encoded, and answered, anew).
+UNRELATED = ["Is it a good day to go out?", "How do I get to the sea?"]
+PINNED_PROMPT = "Can you say a word for me?"
+GAP = "Qwxzvykjplm"  # typed in two questions: a vocabulary gap the cycle fills
+GREEDY = {"temperature": 0, "num_predict": 48}
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+    data_dir = tmp_path_factory.mktemp("loop")
+    make_trained_model(data_dir, steps=150)
+    server = Product(data_dir, QIG_AUTONOMOUS_LEARNING="1", QIG_LEARNING_IDLE_S="0").start(120)
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop()
+
+
+def signed_in(product: Product) -> httpx.Client:
+    client = product.signin()
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    client.timeout = httpx.Timeout(60)
+    return client
+
+
+def ask(client: httpx.Client, question: str) -> dict[str, Any]:
+    """A new conversation's greedy answer: its final message (text, id, kernel, route)."""
+    lines = chat_lines(client, {"content": question, "options": GREEDY})
+    return lines[-1]["message"]
+
+
+def pinned(client: httpx.Client, kernel: int, prompt: str) -> str:
+    reply = client.post(
+        "/api/generate",
+        json={"model": kernel_model_name(kernel), "prompt": prompt, "stream": False,
+              "options": GREEDY},
+    )  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["response"])
+
+
+def kernel_files(models: Path, leave_out: int) -> dict[str, str]:
+    """sha256 of every published kernel file but kernel `leave_out`'s."""
+    root = models / "kernels"
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and owner(path.relative_to(root).parts[0]) != leave_out
+    }
+
+
+def owner(name: str) -> int:
+    """The kernel of a name under models/kernels: `57` (its link or directory), `.57.v<ns>`."""
+    return int(name.lstrip(".").split(".")[0])
+
+
+def wait_for(what: str, check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def cycle_done(client: httpx.Client, pk: int) -> dict[str, Any] | None:
+    rows = client.get("/api/v1/learning/cycles/").json()["results"]
+    cycle = next(c for c in rows if c["id"] == pk)
+    if cycle["status"] in ("queued", "running"):
+        return None
+    if any(a.get("job") and a["status"] in ("queued", "running") for a in cycle["actions"]):
+        return None
+    return cycle
+
+
+@pytest.mark.timeout(600)
+def test_one_cycle_learns_a_correction_and_changes_nothing_else(product: Product) -> None:
+    client = signed_in(product)
+    models = product.log_path.parent / "models"
+    files_before = kernel_files(models, leave_out=-1)
+    wrong = ask(client, QUESTION)
+    assert KEY not in wrong["content"]
+    unrelated = {prompt: ask(client, prompt)["content"] for prompt in UNRELATED}
+    others = [ADAPTER_KERNEL, 0, 200]
+    pinned_before = {k: pinned(client, k, PINNED_PROMPT) for k in others}
+    for _ in range(2):
+        ask(client, f"Tell me about {GAP} lists")
+
+    reply = client.post(
+        f"/api/v1/interactions/{wrong['id']}/feedback/",
+        json={"feedback": "down", "suggested_answer": CORRECTION},
+    )
+    assert reply.status_code == 200, reply.text
+    wait_for(
+        "the correction signal",
+        lambda: any(
+            s["kind"] == "correction" for s in client.get("/api/v1/signals/").json()["results"]
+        ),
+        30,
+    )
+    run = client.post("/api/v1/learning/loop/run/")
+    assert run.status_code == 202, run.text
+    cycle = wait_for("the cycle and its job", lambda: cycle_done(client, run.json()["id"]), 420)
+    assert cycle["status"] == "done", cycle
+    assert cycle["signals_by_kind"].get("correction") == 1
+    [action] = [a for a in cycle["actions"] if a["kind"] == "adapter_job"]
+    job = client.get(f"/api/v1/jobs/{action['job']}/").json()
+    assert action["status"] == "completed", (job["error"], job["status_reason"])
+    assert action["promoted"] is True, action
+    figures = action["heldout"]
+    assert figures["own_after"] < figures["own_before"]  # the correction was learned
+    assert figures["served_change"] is None or figures["served_change"] <= 0.02
+    trained = action["kernel"]
+    if trained != ADAPTER_KERNEL:  # its earlier text: none when it had no version before
+        assert figures["previous_before"] is None
+    else:
+        assert figures["previous_after"] <= figures["previous_before"] * 1.02
+
+    right = ask(client, QUESTION)
+    assert KEY in right["content"], json.dumps({"answer": right, "action": action})
+    assert right["kernel"] == trained, right
+    for prompt, before in unrelated.items():
+        assert ask(client, prompt)["content"] == before, prompt
+    for k in others:
+        if k != trained:
+            assert pinned(client, k, PINNED_PROMPT) == pinned_before[k], k
+    assert cycle["sync"]["delta"]["jobs"] == [action["job"]]
+    # The vocabulary first: the word typed twice is one token now, every old id unchanged.
+    [grown] = [a for a in cycle["actions"] if a["kind"] == "vocabulary"]
+    assert grown["status"] == "done", grown
+    added = {w["word"]: w for w in grown["vocabulary"]["added"]}
+    assert GAP in added and added[GAP]["tokens_before"] >= 4 and added[GAP]["tokens_after"] == 1
+    assert cycle["sync"]["delta"]["vocabulary"] == list(added)
+    assert grown["vocabulary"]["vocab_after"] > grown["vocabulary"]["vocab_before"]
+
+    untouched = {f: h for f, h in files_before.items() if owner(Path(f).parts[0]) != trained}
+    assert kernel_files(models, trained) == untouched
+
+
+@pytest.mark.timeout(240)
+def test_a_chat_in_progress_postpones_the_cycle(product: Product) -> None:
+    client = signed_in(product)
+    streaming = threading.Event()
+    finished = threading.Event()
+
+    def long_chat() -> None:
+        with httpx.Client(base_url=product.base, cookies=client.cookies, timeout=120) as other:
+            other.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+            body = {"content": "Tell me a long story", "options": {"num_predict": 400}}
+            with other.stream("POST", "/api/v1/chat/", json=body) as response:
+                for _ in response.iter_lines():
+                    streaming.set()
+        finished.set()
+
+    thread = threading.Thread(target=long_chat)
+    thread.start()
+    try:
+        assert streaming.wait(60)
+        state = client.get("/api/v1/learning/loop/").json()
+        assert state["idle"]["idle"] is False
+        assert "in progress" in state["idle"]["reason"]
+        if not finished.is_set():
+            run = client.post("/api/v1/learning/loop/run/")
+            assert run.status_code == 200, run.text
+            assert run.json()["status"] == "skipped"
+            assert "a request is in progress" in run.json()["reason"]
+    finally:
+        thread.join(120)
+    state = wait_for(
+        "idleness after the chat",
+        lambda: (s := client.get("/api/v1/learning/loop/").json())["idle"]["idle"] and s,
+        30,
+    )
+    assert state["idle"]["in_flight"] == 0

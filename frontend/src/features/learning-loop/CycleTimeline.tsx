@@ -57,7 +57,7 @@ function CycleItem({ cycle }: { cycle: Cycle }) {
           </ul>
         </>
       )}
-      {cycle.sync && <p className="muted dash-small">Sync: {cycle.sync.outbox}</p>}
+      {cycle.sync?.outbox && <p className="muted dash-small">Sync: {cycle.sync.outbox}</p>}
     </li>
   );
 }

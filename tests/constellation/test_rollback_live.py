@@ -1,12 +1,16 @@
 """A rollback under a running server: the real product (`qig up`) serves a kernel pinned by name;
 a new version published while it runs is served at the next request, and once an admin rolls the
 kernel back through the API the next request is answered by the old version again — the same
-greedy answer as before — with its radius and anchor back, and no restart."""
+greedy answer as before — with its radius and anchor back, and no restart. Under live traffic:
+two clients keep asking throughout the rollback; every request is answered (200), each by one
+version or the other, and every request begun after the rollback returned by the old one."""
 
 from __future__ import annotations
 
 import random
 import string
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +39,17 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
 KERNEL = ADAPTER_KERNEL
 
 
-def _generate(product: Product, model: str) -> dict[str, Any]:
-    body = {
+def _body(model: str) -> dict[str, Any]:
+    return {
         "model": model,
         "prompt": "The function returns",
         "stream": False,
         "options": {"temperature": 0, "num_predict": 12, "seed": 1},
     }
-    response = httpx.post(product.base + "/api/generate", json=body, timeout=60)
+
+
+def _generate(product: Product, model: str) -> dict[str, Any]:
+    response = httpx.post(product.base + "/api/generate", json=_body(model), timeout=60)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
     return data
@@ -89,12 +96,41 @@ def test_a_rollback_is_served_by_the_running_server_without_a_restart(
         assert served["load_duration"] > 0, "the new version was not loaded"
         assert served["response"] != answer["response"]
 
-        csrf = {"X-CSRFToken": client.cookies["csrftoken"]}
-        rolled = client.post(f"/api/v1/kernels/{KERNEL}/rollback/", headers=csrf)
-        assert rolled.status_code == 200, rolled.text
-        assert rolled.json()["version"] == old.name
+        traffic: list[tuple[float, int, str]] = []  # (began at, status, response) per request
+        stop = threading.Event()
+
+        def ask_and_ask() -> None:
+            with httpx.Client(base_url=product.base, timeout=60) as other:
+                while not stop.is_set():
+                    began = time.monotonic()
+                    reply = other.post("/api/generate", json=_body(model))
+                    text = reply.json().get("response", "") if reply.status_code == 200 else ""
+                    traffic.append((began, reply.status_code, text))
+
+        clients = [threading.Thread(target=ask_and_ask) for _ in range(2)]
+        for thread in clients:
+            thread.start()
+        try:
+            while len(traffic) < 2:
+                time.sleep(0.05)
+            csrf = {"X-CSRFToken": client.cookies["csrftoken"]}
+            rolled = client.post(f"/api/v1/kernels/{KERNEL}/rollback/", headers=csrf)
+            rolled_back_at = time.monotonic()
+            assert rolled.status_code == 200, rolled.text
+            assert rolled.json()["version"] == old.name
+            while sum(began > rolled_back_at for began, _, _ in traffic) < 4:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(90)
+        assert all(status == 200 for _, status, _ in traffic), traffic
+        assert {text for _, _, text in traffic} <= {served["response"], answer["response"]}
+        assert all(
+            text == answer["response"] for began, _, text in traffic if began > rolled_back_at
+        )
+        assert any(text == served["response"] for _, _, text in traffic)  # it was live traffic
         after = _generate(product, model)
-        assert after["load_duration"] > 0, "the rollback was not loaded"
         assert after["response"] == answer["response"]  # the old version answers again
 
         versions = client.get(f"/api/v1/kernels/{KERNEL}/versions/").json()

@@ -267,15 +267,16 @@ describe('LearningLoopPanel', () => {
     ]);
     expect(within(screen.getByTestId('cycle-10')).getAllByTestId('cycle-action')).toHaveLength(2);
 
-    send('learning', {
-      kind: 'learning.loop',
-      loop: loopState({
-        enabled: false,
-        enabled_source: 'modelfile',
-        enabled_by: 'qig-tutor',
-        next_cycle_at: null,
-      }),
+    // The topic's copy has no `can_control` (it is the same for every listener): the staff
+    // user keeps the switch.
+    const live: Partial<LoopState> = loopState({
+      enabled: false,
+      enabled_source: 'modelfile',
+      enabled_by: 'qig-tutor',
+      next_cycle_at: null,
     });
+    delete live.can_control;
+    send('learning', { kind: 'learning.loop', loop: live });
     expect(screen.getByRole('switch', { name: 'Autonomous learning' })).toHaveAttribute(
       'aria-checked',
       'false',

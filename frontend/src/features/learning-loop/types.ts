@@ -90,7 +90,11 @@ export interface LoopState {
 }
 
 /** What the `learning` topic carries for the loop. */
-export type LoopEvent = { kind: 'learning.cycle'; cycle: Cycle } | { kind: 'learning.loop'; loop: LoopState };
+/** The loop as the topic carries it: the same for every listener, so without `can_control`. */
+export type LiveLoopState = Omit<LoopState, 'can_control'> & { can_control?: boolean };
+
+export type LoopEvent =
+  { kind: 'learning.cycle'; cycle: Cycle } | { kind: 'learning.loop'; loop: LiveLoopState };
 
 /** A cycle that will not change any more. */
 export function isFinished(cycle: Pick<Cycle, 'status'>): boolean {

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useReducer, useRef } from 'react';
 import { useTelemetryTopic } from '../telemetry/useTelemetry';
 import { getLoop, listCycles } from './loopApi';
-import { isFinished, type Cycle, type LoopEvent, type LoopState } from './types';
+import { isFinished, type Cycle, type LiveLoopState, type LoopEvent, type LoopState } from './types';
 
 /** Cycles kept in memory (the page asked for); the panel shows fewer. */
 export const CYCLES_KEPT = 20;
@@ -18,7 +18,7 @@ interface State {
 }
 
 type Action =
-  | { type: 'loop'; loop: LoopState }
+  | { type: 'loop'; loop: LiveLoopState }
   | { type: 'cycles'; rows: Cycle[] }
   | { type: 'cycle'; cycle: Cycle }
   | { type: 'error'; of: 'loopError' | 'cyclesError'; message: string };
@@ -39,8 +39,11 @@ function withCycle(loop: LoopState, cycle: Cycle): LoopState {
 
 function reducer(state: State, action: Action): State {
   switch (action.type) {
-    case 'loop':
-      return { ...state, loop: action.loop, loopError: null };
+    case 'loop': {
+      // The topic's copy is the same for everyone: it has no `can_control`; keep this user's.
+      const canControl = action.loop.can_control ?? state.loop?.can_control ?? false;
+      return { ...state, loop: { ...action.loop, can_control: canControl }, loopError: null };
+    }
     case 'cycles':
       // Cycles heard of live while the list was on its way are newer than the list's copies.
       return { ...state, cycles: merge(action.rows, state.cycles), cyclesLoaded: true, cyclesError: null };

@@ -141,6 +141,7 @@ def test_one_cycle_learns_a_correction_and_changes_nothing_else(product: Product
     figures = action["heldout"]
     assert figures["own_after"] < figures["own_before"]  # the correction was learned
     assert figures["served_change"] is None or figures["served_change"] <= 0.02
+    print("cycle", json.dumps({"action": action, "vocabulary": cycle["sync"]["delta"]}))  # -s
     trained = action["kernel"]
     if trained != ADAPTER_KERNEL:  # its earlier text: none when it had no version before
         assert figures["previous_before"] is None

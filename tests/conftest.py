@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -44,18 +45,16 @@ def dev_api(developer) -> APIClient:
     return client
 
 
-@pytest.fixture
-def own_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """With PostgreSQL, a fresh database for a live product of the test's own (the tests'
-    database stays untouched, and no job left by another test is in it): the environment to
-    start the product with. Empty in embedded mode, where the product's data dir holds its own
-    SQLite file."""
+@contextlib.contextmanager
+def fresh_database(label: str) -> Iterator[dict[str, str]]:
+    """With PostgreSQL, a fresh database named after `label`, dropped afterwards: the environment
+    to start a live product with. Empty in embedded mode, where the product's data dir holds its
+    own SQLite file."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         yield {}
         return
-    test = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
-    name = f"qig_{test}_{os.getpid()}"
+    name = f"qig_{re.sub(r'[^a-z0-9]+', '_', label.lower())[:40]}_{os.getpid()}"
     drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(drop)
@@ -63,3 +62,18 @@ def own_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     yield {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(drop)
+
+
+@pytest.fixture
+def own_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """A fresh database for a live product of the test's own (the tests' database stays
+    untouched, and no row or job left by another test is in it)."""
+    with fresh_database(request.node.name) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def module_database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The same for a live product a module's tests share."""
+    with fresh_database(request.module.__name__.rsplit(".", 1)[-1]) as env:
+        yield env

@@ -37,10 +37,15 @@ GREEDY = {"temperature": 0, "num_predict": 48}
 
 
 @pytest.fixture(scope="module")
-def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+def product(
+    tmp_path_factory: pytest.TempPathFactory, module_database: dict[str, str]
+) -> Iterator[Product]:
+    """A product of its own, its own database too (services mode): a cycle reads every unused
+    signal, and other tests' would be there."""
     data_dir = tmp_path_factory.mktemp("loop")
     make_trained_model(data_dir, steps=150)
-    server = Product(data_dir, QIG_AUTONOMOUS_LEARNING="1", QIG_LEARNING_IDLE_S="0").start(120)
+    env = {**module_database, "QIG_AUTONOMOUS_LEARNING": "1", "QIG_LEARNING_IDLE_S": "0"}
+    server = Product(data_dir, **env).start(120)
     yield server
     if server.process is not None and server.process.poll() is None:
         server.stop()

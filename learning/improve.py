@@ -27,8 +27,8 @@ from django.conf import settings
 from constellation import published
 from constellation.models import Kernel
 from learning import services as jobs
-from learning.models import FineTuneJob, JobKind, LearningCycle, LearningSignal, SignalKind
-from learning.opportunity import VOCAB_MAX_NEW, VOCAB_MIN_USES, Opportunity
+from learning.models import JobKind, LearningCycle, LearningSignal, SignalKind
+from learning.opportunity import VOCAB_MAX_NEW, VOCAB_MIN_USES, Opportunity, counted
 from learning.promotion import distances
 from learning.usage_signals import current_coordizer, normalised, question_of
 from learning.vocabulary import MAX_WORD_CHARS
@@ -92,7 +92,7 @@ def opportunities(signals: list[LearningSignal], gaps: dict[str, Any]) -> list[O
                 score=max(s.value for s in rows),
                 kernel=None,
                 signals=[s.pk for s in rows],
-                summary=f"{kind}: {_counted(rows)}",
+                summary=f"{kind}: {counted(Counter(s.kind for s in rows))}",
                 actionable=False,
                 why=""
                 if kind == "constraint"
@@ -241,17 +241,12 @@ def _vocabulary(o: Opportunity) -> dict[str, Any]:
 
 
 # ---- sync ---------------------------------------------------------------------------------------
-def sync_delta(cycle: LearningCycle) -> dict[str, Any]:
+def sync_delta(cycle: LearningCycle, read: list[LearningSignal]) -> dict[str, Any]:
     """The cycle's learning delta (DESIGN §7's "learning delta": new patterns as short hashes,
-    reinforced basins, constraints, vocabulary additions). The federation outbox takes it when
-    the node is federated; this node records it with the cycle."""
+    reinforced basins, constraints, vocabulary additions) from the signals it `read`. The
+    federation outbox takes it when the node is federated; this node records it with the cycle."""
     chosen = [o for o in cycle.opportunities if o.get("chosen")]
-    signals = {
-        s.pk: s
-        for s in LearningSignal.objects.filter(
-            pk__in=[pk for o in chosen for pk in o["signals"]]
-        ).select_related("interaction")
-    }
+    signals = {s.pk: s for s in read}
 
     def pattern(pk: int) -> str:
         item = signals[pk].interaction if pk in signals else None
@@ -282,30 +277,5 @@ def sync_delta(cycle: LearningCycle) -> dict[str, Any]:
     return {"federated": False, "outbox": "recorded (this node is not federated)", "delta": delta}
 
 
-def job_outcome(job: FineTuneJob | None, kernel: int | None) -> dict[str, Any]:
-    """An adapter action's live outcome: the job's status, and once it ran, whether the kernel's
-    new version was promoted, with its held-out figures."""
-    if job is None:
-        return {"status": "gone", "promoted": None, "heldout": None}
-    rows = (job.evaluation or {}).get("kernels", [])
-    row = next((r for r in rows if r.get("kernel") == kernel), None)
-    if row is None:
-        return {"status": job.status, "promoted": None, "heldout": None}
-    keys = ("own_before", "own_after", "own_is_heldout", "served_change", "general_change")
-    figures = {k: row["heldout"].get(k) for k in keys}
-    figures.update({k: row["heldout"].get(k) for k in ("previous_before", "previous_after")})
-    return {
-        "status": job.status,
-        "promoted": row.get("promoted"),
-        "heldout": figures,
-        "reason": row.get("reason", ""),
-    }
-
-
 def _n(count: int, word: str) -> str:
     return "" if not count else f"{count} {word}{'s' if count > 1 else ''}"
-
-
-def _counted(rows: list[LearningSignal]) -> str:
-    kinds = Counter(s.kind for s in rows)
-    return ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(kinds.items()))

@@ -43,7 +43,7 @@ from learning.models import (
     LearningSignal,
     LoopState,
 )
-from learning.opportunity import choose
+from learning.opportunity import choose, counted
 from learning.services import event_message
 from qigcenter.celery import app as celery_app
 
@@ -92,8 +92,8 @@ def idleness(waiting: bool = True) -> Idle:
         if quiet is not None and quiet < need:
             return busy(f"a request {quiet:.0f} s ago (needs {need:g} s without one)")
         ended = FineTuneJob.objects.aggregate(t=Max("finished_at"))["t"]
-        if ended is not None and (timezone.now() - ended).total_seconds() < need:
-            since = (timezone.now() - ended).total_seconds()
+        since = (timezone.now() - ended).total_seconds() if ended is not None else None
+        if since is not None and since < need:
             return busy(f"a job finished {since:.0f} s ago (needs {need:g} s without one)")
     return Idle(True, "idle: no request or job in progress", last, now.in_flight, jobs)
 
@@ -212,7 +212,7 @@ def _run(cycle: LearningCycle) -> None:
     )
     counts = Counter(s.kind for s in signals)
     cycle.signals_read, cycle.signals_by_kind = len(signals), dict(counts)
-    _event(cycle, f"cycle {cycle.pk} reflect: {_counted(counts) or 'no new signals'}")
+    _event(cycle, f"cycle {cycle.pk} reflect: {counted(counts) or 'no new signals'}")
     found = improve.opportunities(signals, improve.vocabulary_gaps())
     chosen = choose(found, settings.LEARNING_MAX_ACTIONS)
     cycle.opportunities = [o.as_dict() for o in found]
@@ -221,7 +221,7 @@ def _run(cycle: LearningCycle) -> None:
         cycle.reason = (
             "nothing to learn: no new learning signals since the last cycle"
             if not signals
-            else f"nothing to learn from {_counted(counts)}"
+            else f"nothing to learn from {counted(counts)}"
         )
         _mark_used(signals)
         return
@@ -232,7 +232,7 @@ def _run(cycle: LearningCycle) -> None:
     # Used: what this cycle acted on or cannot act on; what the cap left waits for the next.
     waiting = {pk for o in found if not o.chosen and o.actionable for pk in o.signals}
     _mark_used([s for s in signals if s.pk not in waiting])
-    cycle.sync = improve.sync_delta(cycle)
+    cycle.sync = improve.sync_delta(cycle, signals)
     done = [a for a in cycle.actions if a["status"] not in ("failed", "refused")]
     cycle.status = CycleStatus.DONE if done else CycleStatus.SKIPPED
     cycle.reason = "; ".join(a["summary"] for a in cycle.actions)[:500] or "no action taken"
@@ -245,10 +245,6 @@ def _mark_used(signals: list[LearningSignal]) -> None:
         LearningSignal.objects.filter(pk__in=pks, used_at__isnull=True).update(
             used_at=timezone.now()
         )
-
-
-def _counted(counts: Counter[str] | dict[str, int]) -> str:
-    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
 
 
 # ---- what the dashboard hears ------------------------------------------------------------------
@@ -271,8 +267,6 @@ def publish_loop() -> None:
 def cycle_data(cycle: LearningCycle, jobs: dict[int, FineTuneJob] | None = None) -> dict[str, Any]:
     """A cycle as the API and the `learning` topic carry it; adapter actions with their job's
     outcome now (`jobs`: preloaded, else read)."""
-    from learning.improve import job_outcome
-
     wanted = [a["job"] for a in cycle.actions if a.get("job")]
     if jobs is None:
         jobs = FineTuneJob.objects.in_bulk(wanted)
@@ -299,6 +293,26 @@ def cycle_data(cycle: LearningCycle, jobs: dict[int, FineTuneJob] | None = None)
         "opportunities": cycle.opportunities,
         "actions": actions,
         "sync": cycle.sync,
+    }
+
+
+def job_outcome(job: FineTuneJob | None, kernel: int | None) -> dict[str, Any]:
+    """An adapter action's live outcome: the job's status, and once it ran, whether the kernel's
+    new version was promoted, with its held-out figures."""
+    if job is None:
+        return {"status": "gone", "promoted": None, "heldout": None}
+    rows = (job.evaluation or {}).get("kernels", [])
+    row = next((r for r in rows if r.get("kernel") == kernel), None)
+    if row is None:
+        return {"status": job.status, "promoted": None, "heldout": None}
+    keys = ("own_before", "own_after", "own_is_heldout", "served_change", "general_change")
+    figures = {k: row["heldout"].get(k) for k in keys}
+    figures.update({k: row["heldout"].get(k) for k in ("previous_before", "previous_after")})
+    return {
+        "status": job.status,
+        "promoted": row.get("promoted"),
+        "heldout": figures,
+        "reason": row.get("reason", ""),
     }
 
 

@@ -3,6 +3,7 @@ scored, and which of them a cycle acts on (docs/training.md, "The autonomous loo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,3 +46,8 @@ def choose(found: list[Opportunity], limit: int) -> list[Opportunity]:
         if o.chosen:
             picked.append(o)
     return picked
+
+
+def counted(kinds: Mapping[str, int]) -> str:
+    """`{"correction": 1, "unknown_tokens": 2}` → "1 correction, 2 unknown tokens"."""
+    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))

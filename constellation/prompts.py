@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from constellation import catalog
 from constellation.catalog import ModelSpec
 from constellation.engine import SamplingOptions
-from constellation.errors import BadRequest
+from constellation.errors import BadRequest, ModelNotFound
 
 # Ollama's documented defaults (the engine's own num_predict default is 128: a reply stays short
 # unless asked; -1 is honoured up to the context).
@@ -63,6 +64,19 @@ def chat_prompt(spec: ModelSpec, messages: list[dict[str, Any]]) -> str:
         turns.insert(0, {"role": "system", "content": spec.system})
     lines = [f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in turns]
     return "\n".join(lines) + "\nassistant:"
+
+
+def asked_prompt(model: str, prompt: str, messages: list[dict[str, Any]] | None) -> str:
+    """The prompt a stored interaction's model was given. A chat keeps only its messages (the
+    Ollama and OpenAI chat endpoints): rendered again as `chat_prompt` rendered it, with the
+    model's settings (the built-in constellation's when the model was deleted since)."""
+    if prompt or not messages:
+        return prompt
+    try:
+        spec = catalog.resolve(model)
+    except ModelNotFound:
+        spec = ModelSpec(model)
+    return chat_prompt(spec, messages)
 
 
 def check_messages(messages: Any) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from django.conf import settings
 
 from constellation import published
 from constellation.models import Kernel
+from constellation.prompts import asked_prompt
 from learning import services as jobs
 from learning.models import JobKind, LearningCycle, LearningSignal, SignalKind
 from learning.opportunity import VOCAB_MAX_NEW, VOCAB_MIN_USES, Opportunity, counted
@@ -53,9 +54,9 @@ def opportunities(signals: list[LearningSignal], gaps: dict[str, Any]) -> list[O
     recorded: dict[str, list[LearningSignal]] = defaultdict(list)
     nearest = NearestKernel()
     for s in signals:
-        item = s.interaction
-        if s.kind in TRAINED and item is not None and item.prompt and _taught_text(s):
-            kernel = s.kernel_index if s.kernel_index is not None else nearest(item.prompt)
+        prompt = _prompt(s)
+        if s.kind in TRAINED and prompt and _taught_text(s):
+            kernel = s.kernel_index if s.kernel_index is not None else nearest(prompt)
             if kernel is not None:
                 taught[kernel][s.kind].append(s)
         elif s.kind in RECORDED:
@@ -112,7 +113,12 @@ def _record(s: LearningSignal) -> dict[str, str]:
     """Prompt → completion, as the model saw the prompt (the rendered chat or generate prompt)
     and as it should have answered (a correction) or did (an approved answer)."""
     assert s.interaction is not None
-    return {"prompt": s.interaction.prompt, "completion": " " + _taught_text(s)}
+    return {"prompt": _prompt(s), "completion": " " + _taught_text(s)}
+
+
+def _prompt(s: LearningSignal) -> str:
+    item = s.interaction
+    return "" if item is None else asked_prompt(item.model, item.prompt, item.messages)
 
 
 class NearestKernel:

@@ -237,3 +237,18 @@ def test_an_adapter_action_shows_its_jobs_outcome(admin_api) -> None:
     action = row["actions"][0]
     assert action["status"] == "completed" and action["promoted"] is True
     assert action["heldout"]["own_after"] == 2.0 and action["heldout"]["previous_before"] is None
+
+
+def test_a_correction_to_an_api_chat_is_learned_with_the_prompt_the_model_saw() -> None:
+    """The Ollama and OpenAI chat endpoints keep only the messages: the record's prompt is the
+    chat prompt rendered again, as the server rendered it."""
+    messages = [{"role": "user", "content": "What is a deque?"}]
+    asked = Asked("chat", Caller(None, "ollama-python/0.4", "127.0.0.1"), messages=messages)
+    item = record(asked, "qig-constellation:latest", "a queue", {"kernel": 57}, "stop")
+    assert item.prompt == ""
+    signal(SignalKind.CORRECTION, item, "A double-ended queue.")
+    [found] = loop_opportunities()
+    assert (found.kind, found.kernel) == ("correction", 57)
+    assert found.material["records"] == [
+        {"prompt": "user: What is a deque?\nassistant:", "completion": " A double-ended queue."}
+    ]

@@ -272,6 +272,8 @@ class InferenceService:
         routers = {"latest": constellation.router}
         for size in e8.PRESETS:
             routers[size] = constellation.router_over(e8.preset_kernels(size))
+        if settings.FEDERATION == "edge":  # an edge answers with its size's kernels only
+            routers["latest"] = routers[settings.FEDERATION_SIZE]
         scheduler = constellation.scheduler(max_batch=max_batch(), threads=threads())
         scheduler.start()
         return Loaded(constellation, scheduler, current, routers, 0, time.time())

@@ -27,7 +27,7 @@ from django.utils import timezone
 from constellation import published
 from constellation.engine import Adapter, AnchorUpdate, TrunkConfig, e8, fisher_rao
 from constellation.models import Kernel, KernelStatus
-from constellation.services import kernel_rolled_back
+from constellation.services import kernel_learned, kernel_rolled_back
 from dashboard.services import publish
 from qigcenter.errors import InvalidTransition
 
@@ -131,6 +131,15 @@ def kernel_trained(
                 "job": job,
             }
             transaction.on_commit(lambda: _serve(kernel, version, "kernel.trained", phi, extra))
+            transaction.on_commit(
+                lambda: kernel_learned.send(
+                    sender=Kernel,
+                    index=index,
+                    anchor=list(anchor_update.after),
+                    tokens=float(meta.get("tokens") or 1.0),
+                    phi=phi,
+                )
+            )
     except BaseException:
         published.discard_version(published.kernel_dir(index), version)
         raise
@@ -148,6 +157,26 @@ def _serve(
         publish("kernels", {**trained_message(kernel, phi, **extra), "kind": kind})
     except Exception:
         log.warning("could not publish %s for kernel %s", kind, kernel.index, exc_info=True)
+
+
+def publish_anchor_moved(index: int, anchor: Any, version: int, why: str) -> None:
+    """Federation moved the kernel's anchor (central's merge, an edge following it): the grid
+    shows the new drift, once the row commits."""
+    message = {
+        "kind": "kernel.anchor_moved",
+        "index": index,
+        "anchor_drift": anchor_drift(index, anchor),
+        "anchor_version": version,
+        "reason": why,
+    }
+
+    def send() -> None:
+        try:
+            publish("kernels", message)
+        except Exception:
+            log.warning("could not publish kernel %s anchor move", index, exc_info=True)
+
+    transaction.on_commit(send)
 
 
 # ---- versions and rollback --------------------------------------------------------------------

@@ -16,6 +16,8 @@ from constellation.models import Kernel
 # served), previous_version (the one it replaced), meta (the served version's kernel.json, or
 # None), radius, anchor_restored, by (who asked).
 kernel_rolled_back = Signal()
+# A kernel learned (a promoted adapter version, its moved anchor): index, anchor, tokens, phi.
+kernel_learned = Signal()
 
 
 def ensure_kernels() -> int:

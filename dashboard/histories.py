@@ -218,32 +218,9 @@ def learning() -> dict[str, Any]:
 
 # ---- federation ------------------------------------------------------------------------------
 def federation() -> dict[str, Any]:
-    from federation.models import Node
+    from federation.status import history
 
-    now = timezone.now()
-    nodes = []
-    for node in Node.objects.order_by("name"):
-        seen = node.last_seen_at
-        if not node.enabled:
-            status = "disabled"
-        elif seen is None:
-            status = "never seen"
-        else:
-            status = "seen"
-        nodes.append(
-            {
-                "id": node.pk,
-                "name": node.name,
-                "url": node.endpoint,
-                "mode": node.mode,
-                "size": node.size,
-                "status": status,
-                "last_seen": seen.isoformat() if seen else None,
-                "lag_s": round((now - seen).total_seconds(), 1) if seen else None,
-                "syncing": False,  # no basin sync in this version (docs/design.md §7: planned)
-            }
-        )
-    return {"kind": "federation.history", "nodes": nodes}
+    return history()
 
 
 # ---- interactions ----------------------------------------------------------------------------

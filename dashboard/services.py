@@ -62,16 +62,21 @@ def publish(topic: str, payload: dict[str, Any]) -> None:
         raise ValueError(f"unknown telemetry topic {topic!r}; known: {', '.join(TOPICS)}")
     if "time" not in payload:
         payload = {**payload, "time": datetime.now(UTC).isoformat()}
+    group_send(group_name(topic), event_message(topic, payload))
+
+
+def group_send(group: str, message: dict[str, Any]) -> None:
+    """`channel_layer.group_send` from sync code in any thread or process (the web process's
+    views, the embedded worker's thread, a Celery worker)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    group, message = group_name(topic), event_message(topic, payload)
     web_loop = embedded.web_loop()
     if web_loop is not None and _outside(web_loop):
         # The in-memory layer belongs to the web server's event loop: hand the send to it
         # instead of touching its queues from the embedded worker's thread.
         if not web_loop.is_running():
-            log.debug("not published on %s: the web server has stopped", topic)
+            log.debug("not sent to %s: the web server has stopped", group)
             return  # shutting down: no client is left to tell
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), web_loop)
         future.result(timeout=5)

@@ -1,24 +1,181 @@
+"""Federation's REST API (docs/api.md, "Federation").
+
+GET  /api/v1/federation/                  this node's role, identity, and the panel's state
+POST /api/v1/federation/join/             an edge joins with its one-time token (central)
+GET  /api/v1/nodes/                       central's allow-list (signed-in users)
+POST /api/v1/nodes/                       add a node: its join token, shown once (admins)
+POST /api/v1/nodes/{id}/revoke/           off the allow-list, its connection closed (admins)
+POST /api/v1/nodes/{id}/token/            a new join token for a node not joined yet (admins)
+GET  /api/v1/nodes/{id}/packets/          its recent packets and rejections
+GET  /api/v1/federation/anchors/{kernel}/ a kernel's anchor versions, newest first
+"""
+
 from __future__ import annotations
 
-from rest_framework import serializers, viewsets
+from typing import Any
 
-from federation.models import Node
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from federation import central
+from federation import status as federation_status
+from federation.models import AnchorVersion, Node, NodeSize, ReceivedPacket, Rejection
 from qigcenter.permissions import IsStaffOrReadOnly
 
 
 class NodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = Node
-        fields = ["id", "name", "mode", "size", "endpoint", "enabled", "last_seen_at", "created_at"]
-        read_only_fields = ["last_seen_at", "created_at"]
+        fields = ["id", "name", "size", "endpoint"]
+
+    def to_representation(self, instance: Node) -> dict[str, Any]:
+        return {**federation_status.node_row(instance), "endpoint": instance.endpoint}
 
 
-class NodeViewSet(viewsets.ModelViewSet):
-    """Admins manage federation nodes; every signed-in user can see them."""
+def _central_url(request: Request) -> str:
+    return settings.FEDERATION_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
+
+
+def _token_reply(request: Request, node: Node, token: str) -> dict[str, Any]:
+    return {
+        "join_token": token,
+        "join_command": f"qig federation join {_central_url(request)} {token}",
+        "join_expires_at": node.join_expires_at.isoformat() if node.join_expires_at else None,
+    }
+
+
+class NodeViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Central's allow-list: admins add, revoke and remove nodes; signed-in users see them."""
+
+    def perform_destroy(self, instance: Node) -> None:
+        central.revoke(instance)  # its connection closes first
+        instance.delete()
+        federation_status.publish_federation()
 
     queryset = Node.objects.all()
     serializer_class = NodeSerializer
     permission_classes = [IsStaffOrReadOnly]
 
-    def perform_create(self, serializer: NodeSerializer) -> None:  # type: ignore[override]
-        serializer.save(created_by=self.request.user)
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        node = serializer.save(created_by=request.user)
+        token = central.issue_token(node)
+        data = {**NodeSerializer(node).data, **_token_reply(request, node, token)}
+        federation_status.publish_federation()
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        node = central.revoke(self.get_object())
+        federation_status.publish_federation()
+        return Response(NodeSerializer(node).data)
+
+    @extend_schema(request=None, responses=dict)
+    @action(detail=True, methods=["post"])
+    def token(self, request: Request, pk: str | None = None) -> Response:
+        node = self.get_object()
+        if node.joined_at is not None or node.revoked_at is not None:
+            why = "it has joined already" if node.joined_at else "it was revoked"
+            return Response({"detail": f"no new token for {node.name}: {why}"}, status=409)
+        token = central.issue_token(node)
+        federation_status.publish_federation()
+        return Response(_token_reply(request, node, token))
+
+    @extend_schema(responses=dict)
+    @action(detail=True, methods=["get"])
+    def packets(self, request: Request, pk: str | None = None) -> Response:
+        node = self.get_object()
+        received = ReceivedPacket.objects.filter(node=node).order_by("-received_at", "-id")[:50]
+        refused = Rejection.objects.filter(node=node).order_by("-at", "-id")[:50]
+        return Response(
+            {
+                "packets": [
+                    {"id": str(p.packet_id), "received_at": p.received_at.isoformat(),
+                     "kernels": p.kernels, "bytes": p.size, "duplicate": False}
+                    for p in received
+                ],
+                "rejections": [
+                    {"at": r.at.isoformat(), "reason": r.reason, "detail": r.detail,
+                     "packet_id": r.packet_id, "bytes": r.size}
+                    for r in refused
+                ],
+            }
+        )  # fmt: skip
+
+
+class FederationView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        return Response(federation_status.history())
+
+
+class JoinSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+    public_key = serializers.CharField(max_length=64)
+    size = serializers.ChoiceField(choices=NodeSize.choices)
+
+
+class JoinThrottle(ScopedRateThrottle):
+    scope = "federation-join"
+    THROTTLE_RATES = {"federation-join": "20/min"}
+
+
+class JoinView(APIView):
+    """An edge joins with its one-time token (the token is its authentication: no session)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+    throttle_classes = [JoinThrottle]
+
+    @extend_schema(request=JoinSerializer, responses=dict)
+    def post(self, request: Request) -> Response:
+        if settings.FEDERATION != "central":
+            return Response(
+                {"detail": "this node is not a central (QIG_FEDERATION=central)"}, status=404
+            )
+        data = JoinSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            node = central.join(**data.validated_data)
+        except central.JoinRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+        federation_status.publish_federation()
+        return Response(central.join_reply(node))
+
+
+class AnchorHistoryView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request, kernel: int) -> Response:
+        if not 0 <= kernel < 240:
+            return Response({"detail": "kernel: one of 0..239"}, status=404)
+        rows = AnchorVersion.objects.filter(kernel=kernel).order_by("-seq")[:100]
+        return Response(
+            {
+                "kernel": kernel,
+                "versions": [
+                    {"seq": v.seq, "anchor": v.anchor, "mass": v.mass, "packets": v.packets,
+                     "nodes": v.nodes, "created_at": v.created_at.isoformat(),
+                     "applied_at": v.applied_at.isoformat() if v.applied_at else None}
+                    for v in rows
+                ],
+            }
+        )  # fmt: skip

@@ -96,6 +96,8 @@ export default defineConfig({
       ...(process.env.QIG_E2E_DATABASE_URL ? { DATABASE_URL: process.env.QIG_E2E_DATABASE_URL } : {}),
       QIG_ADMIN_PASSWORD: ADMIN.password,
       QIG_WORKER_HEARTBEAT_S: '2',
+      // A central node: the Federation panel's admin side (add, token once, revoke) is tested.
+      QIG_FEDERATION: 'central',
       // A small bootstrap, as on a fresh install: the coordizer and pretrain jobs run while the
       // UI tests do, so the dashboard shows live training and chat gets a trained checkpoint.
       QIG_BOOTSTRAP: '1',

@@ -208,6 +208,11 @@ def _promote(
         calibration = promotion.calibrate(update.after, sets.own_basins, sets.general_basins)
         summary["radius"] = meta["radius"] = calibration.radius
         summary["calibration"] = meta["calibration"] = calibration.as_dict()
+    hp = job.hyperparameters
+    # What the anchor move stands for (federation weighs merges by it): tokens trained.
+    meta["tokens"] = (
+        int(hp.get("steps", 0)) * int(hp.get("batch_size", 1)) * int(hp.get("seq_len", 1))
+    )
     phi = JobMetric.latest_phi(index)
     version = None
     try:

@@ -25,6 +25,7 @@ import numpy as np
 from django.conf import settings
 
 from constellation import published
+from constellation.engine import e8
 from constellation.models import Kernel
 from constellation.prompts import asked_prompt
 from learning import services as jobs
@@ -126,7 +127,10 @@ class NearestKernel:
 
     def __init__(self) -> None:
         self.coordizer = current_coordizer()
-        rows = list(Kernel.objects.order_by("index").values_list("index", "anchor"))
+        held = Kernel.objects.all()
+        if settings.FEDERATION == "edge":  # an edge learns on the kernels of its size only
+            held = held.filter(index__in=e8.preset_kernels(settings.FEDERATION_SIZE))
+        rows = list(held.order_by("index").values_list("index", "anchor"))
         self.indices = [index for index, _ in rows]
         self.anchors = np.asarray([anchor for _, anchor in rows], dtype=np.float64)
 
@@ -280,7 +284,29 @@ def sync_delta(cycle: LearningCycle, read: list[LearningSignal]) -> dict[str, An
         ],
         "jobs": [a["job"] for a in cycle.actions if a.get("job")],
     }
-    return {"federated": False, "outbox": "recorded (this node is not federated)", "delta": delta}
+    from federation import edge
+
+    if not edge.is_edge():
+        return {
+            "federated": False,
+            "outbox": "recorded (this node is not federated)",
+            "delta": delta,
+        }
+    rows = edge.enqueue(
+        {},
+        "loop",
+        delta={
+            "patterns": [h for p in delta["patterns"] for h in p["hashes"]],
+            "reinforced": sorted(
+                {p["kernel"] for p in delta["patterns"] if p["kernel"] is not None}
+            ),
+            "vocabulary": delta["vocabulary"],
+        },
+        constraints={"failed": [c["hash"] for c in delta["constraints"]]},
+    )
+    said = f"{len(rows)} packet(s) queued for central" if rows else "nothing to send to central"
+    return {"federated": True, "outbox": said, "packets": [str(r.packet_id) for r in rows],
+            "delta": delta}  # fmt: skip
 
 
 def _n(count: int, word: str) -> str:

@@ -19,10 +19,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from federation.consumers import FederationConsumer  # noqa: E402
 from qigcenter import embedded  # noqa: E402
 from qigcenter.inference_http import InferenceHandler, is_inference_path  # noqa: E402
 
 inference_http = InferenceHandler()
+# Edges are not browsers: they sign every message, send no Origin and hold no session, so their
+# endpoint sits outside the origin check and the session middleware (docs/federation.md).
+federation_ws = FederationConsumer.as_asgi()
 
 router = ProtocolTypeRouter(
     {
@@ -38,6 +42,8 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     embedded.remember_web_loop(asyncio.get_running_loop())
     if scope["type"] == "http" and is_inference_path(scope["path"]):
         await inference_http(scope, receive, send)  # its own middleware (inference_http.py)
+    elif scope["type"] == "websocket" and scope["path"] == "/ws/federation/":
+        await federation_ws(scope, receive, send)
     else:
         await router(scope, receive, send)
 

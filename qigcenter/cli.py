@@ -8,6 +8,12 @@
                                     the Ollama/OpenAI-compatible inference API alone: one web
                                     process, no dashboard, no workers (an edge node)
     qig init                        only prepare (migrate, create the admin account)
+    qig federation add-node NAME [--size minimal|medium|full]
+                                    (central) put a node on the allow-list; prints its one-time
+                                    join token and the command the edge runs
+    qig federation join URL TOKEN   (edge) join the central at URL with a join token
+    qig federation revoke NAME      (central) revoke a node: its connection closes at once
+    qig federation status           this node's role, identity, link or nodes (JSON)
 
 `qig up` starts the web server (daphne, ASGI) and, in services mode (REDIS_URL set), separate
 Celery workers for the `gpu` and `default` queues and Celery beat. It restarts a worker or beat that
@@ -175,8 +181,41 @@ def prepare(verbosity: int = 1) -> None:
     from constellation import activity
 
     activity.reset()  # no request of a previous web process is still being answered
+    _prepare_federation()
     for job in queue_bootstrap_jobs():
         print(f"qig: queued bootstrap job {job.pk} ({job.kind})", flush=True)
+
+
+def _prepare_federation() -> None:
+    """Central: its signing key exists before an edge joins. Edge: join with QIG_CENTRAL_URL and
+    QIG_JOIN_TOKEN when not joined yet (a failure is said; the client keeps trying)."""
+    from django.conf import settings
+
+    if settings.FEDERATION == "central":
+        from federation import keys
+
+        keys.central_key()
+        print("qig: federation: central (edges join at /api/v1/federation/join/)", flush=True)
+    elif settings.FEDERATION == "edge":
+        from federation import edge
+
+        try:
+            state = edge.ensure_joined()
+        except edge.JoinFailed as exc:
+            print(f"qig: federation: could not join central: {exc}", flush=True)
+            return
+        if state is None:
+            print(
+                "qig: federation: edge, not joined yet: run `qig federation join URL TOKEN` "
+                "or set QIG_CENTRAL_URL and QIG_JOIN_TOKEN",
+                flush=True,
+            )
+        else:
+            print(
+                f"qig: federation: edge {state.name} ({settings.FEDERATION_SIZE}) of "
+                f"{state.central_url}",
+                flush=True,
+            )
 
 
 def _ensure_admin() -> None:
@@ -233,13 +272,20 @@ def build_children(
     if ollama_port:
         web += ["-e", _endpoint(host, ollama_port)]
     web.append("qigcenter.asgi:application")
+    # An edge's federation client: its own process, restarted like the workers when it dies.
+    edge = (
+        [Child("federation", [python, "-m", "federation.client"], env, essential=False)]
+        if os.environ.get("QIG_FEDERATION", "").strip().lower() == "edge"
+        else []
+    )
     if api_only:
-        return [Child("web", web, dict(env, QIG_API_ONLY="1"), essential=True)]
+        return [Child("web", web, dict(env, QIG_API_ONLY="1"), essential=True), *edge]
     if not services:
-        return [Child("web", web, dict(env, QIG_START_EMBEDDED_WORKER="1"), essential=True)]
+        return [Child("web", web, dict(env, QIG_START_EMBEDDED_WORKER="1"), essential=True), *edge]
     celery = [python, "-m", "celery", "-A", "qigcenter"]
     log = ["--loglevel", os.environ.get("QIG_LOG_LEVEL", "INFO")]
     return [
+        *edge,
         Child("web", web, env, essential=True),
         Child(
             "worker-gpu",
@@ -300,6 +346,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return cmd_up(args, api_only=True)
 
 
+def cmd_federation(args: argparse.Namespace) -> int:
+    import json
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    from federation import central, edge
+    from federation.models import Node
+    from federation.status import history
+
+    if args.action == "status":
+        print(json.dumps(history(), indent=2, default=str))
+        return 0
+    if args.action == "join":
+        if settings.FEDERATION != "edge":
+            print("qig: error: set QIG_FEDERATION=edge on this node first", file=sys.stderr)
+            return 2
+        try:
+            state = edge.join(args.url, args.token)
+        except edge.JoinFailed as exc:
+            print(f"qig: error: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"qig: joined {state.central_url} as {state.name} ({state.size}), id {state.node_uuid}"
+        )
+        return 0
+    if settings.FEDERATION != "central":
+        print("qig: error: this is not a central node (QIG_FEDERATION=central)", file=sys.stderr)
+        return 2
+    if args.action == "add-node":
+        from federation.api import NodeSerializer
+
+        serializer = NodeSerializer(data={"name": args.name, "size": args.size})
+        if not serializer.is_valid():
+            print(f"qig: error: {json.dumps(serializer.errors)}", file=sys.stderr)
+            return 2
+        node = serializer.save()
+        token = central.issue_token(node)
+        url = settings.FEDERATION_PUBLIC_URL or (
+            f"http://{os.environ.get('QIG_HOST', '127.0.0.1')}:{os.environ.get('QIG_PORT', '9200')}"
+        )
+        print(f"qig: node {node.name} ({node.size}) added; its join token (shown once, valid "
+              f"until {node.join_expires_at:%Y-%m-%d %H:%M} UTC):")  # fmt: skip
+        print(token)
+        print(f"on the edge: QIG_FEDERATION=edge qig federation join {url} {token}")
+        return 0
+    if args.action == "revoke":
+        node = Node.objects.filter(name=args.name).first()
+        if node is None:
+            print(f"qig: error: no node named {args.name!r}", file=sys.stderr)
+            return 2
+        central.revoke(node)
+        print(f"qig: node {node.name} revoked")
+        return 0
+    return 2
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     prepare()
     return 0
@@ -321,8 +428,26 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", default=None, help="port (default 11434)")
     serve.add_argument("--quiet", action="store_true", help="less output while preparing")
     serve.set_defaults(func=cmd_serve)
+    serve.add_argument(
+        "--size",
+        choices=["minimal", "medium", "full"],
+        default=None,
+        help="an edge's size (default $QIG_FEDERATION_SIZE or minimal)",
+    )
     init = sub.add_parser("init", help="migrate the database and create the admin account")
     init.set_defaults(func=cmd_init)
+    federation = sub.add_parser("federation", help="enrol, join and revoke federation nodes")
+    actions = federation.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add-node", help="(central) add a node; prints its join token")
+    add.add_argument("name")
+    add.add_argument("--size", choices=["minimal", "medium", "full"], default="minimal")
+    join = actions.add_parser("join", help="(edge) join a central with a join token")
+    join.add_argument("url")
+    join.add_argument("token")
+    revoke = actions.add_parser("revoke", help="(central) revoke a node")
+    revoke.add_argument("name")
+    actions.add_parser("status", help="this node's federation state (JSON)")
+    federation.set_defaults(func=cmd_federation)
     return p
 
 
@@ -338,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 environ["QIG_PORT"] = str(args.port)
             elif args.command == "serve":
                 environ["QIG_PORT"] = "11434"
+            if getattr(args, "size", None):
+                os.environ["QIG_FEDERATION_SIZE"] = args.size
             args.host = env_host("QIG_HOST", "127.0.0.1", environ)
             args.port = env_int("QIG_PORT", 9200, minimum=1, maximum=65535, environ=environ)
         return int(args.func(args))

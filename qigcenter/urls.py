@@ -5,7 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from constellation import chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
-from federation.api import NodeViewSet
+from federation.api import AnchorHistoryView, FederationView, JoinView, NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
 from learning.loop_api import LearningCycleViewSet, LoopView, RunNowView
 from learning.signals_api import LearningSignalViewSet
@@ -30,6 +30,11 @@ api_v1: list[URLPattern | URLResolver] = [
     path("auth/me/", auth_api.MeView.as_view(), name="auth-me"),
     path("auth/token/", auth_api.TokenView.as_view(), name="auth-token"),
     path("chat/", chat.chat, name="chat"),
+    path("federation/", FederationView.as_view(), name="federation"),
+    path("federation/join/", JoinView.as_view(), name="federation-join"),
+    path(
+        "federation/anchors/<int:kernel>/", AnchorHistoryView.as_view(), name="federation-anchors"
+    ),
     path("learning/loop/", LoopView.as_view(), name="learning-loop"),
     path("learning/loop/run/", RunNowView.as_view(), name="learning-loop-run"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,64 +1,36 @@
-import { useState } from 'react';
+import { useContext } from 'react';
+import { AuthContext } from '../auth/useAuth';
 import { EmptyState, Panel } from '../dashboard/Panel';
-import { ago, duration } from '../dashboard/format';
-import { useTelemetryTopic } from '../telemetry/useTelemetry';
+import { CentralView } from './CentralView';
+import { EdgeCard } from './EdgeCard';
+import { useNow } from './fedFormat';
+import { useFederation } from './useFederation';
+import './federation.css';
 
-/** A federation peer as `federation.history` describes it. */
-export interface FederationNode {
-  id: string | number;
-  name: string;
-  url: string;
-  status: string;
-  last_seen: string | null;
-  lag_s: number | null;
-  syncing: boolean;
-}
-
-type Payload = { kind: 'federation.history'; nodes: FederationNode[] } | { kind: string };
-
-/** Federation peers, whether they are syncing, and how far behind they are. */
+/**
+ * Federation: whether this node runs alone, as a central with edges (their state, lag and
+ * traffic; staff add and revoke them), or as an edge of a central (its link and what waits to be
+ * sent). Everything shown is what the `federation` topic and the nodes API sent.
+ */
 export function FederationPanel() {
-  const [nodes, setNodes] = useState<FederationNode[] | null>(null);
-
-  useTelemetryTopic<Payload>('federation', ({ payload }) => {
-    if (payload.kind === 'federation.history' && 'nodes' in payload) setNodes(payload.nodes);
-  });
+  const session = useContext(AuthContext);
+  const staff = session?.status === 'signed-in' && session.user.is_staff;
+  const { federation, updateNode } = useFederation();
+  const now = useNow();
 
   return (
     <Panel id="federation" title="Federation" className="federation">
-      {!nodes ? (
-        <EmptyState>Loading the federation nodes…</EmptyState>
-      ) : nodes.length === 0 ? (
-        <EmptyState>
-          No federation: this node runs on its own. Peers, their sync state and lag appear here once
-          federation is set up.
-        </EmptyState>
+      {!federation ? (
+        <EmptyState>Loading the federation…</EmptyState>
+      ) : federation.role === 'central' ? (
+        <CentralView federation={federation} staff={staff} now={now} onNode={updateNode} />
+      ) : federation.role === 'edge' ? (
+        <EdgeCard federation={federation} now={now} />
       ) : (
-        <table className="dash-table">
-          <caption className="muted dash-small">{nodes.length} nodes</caption>
-          <thead>
-            <tr>
-              <th scope="col">Node</th>
-              <th scope="col">Status</th>
-              <th scope="col">Last seen</th>
-              <th scope="col">Lag</th>
-              <th scope="col">Syncing</th>
-            </tr>
-          </thead>
-          <tbody>
-            {nodes.map((node) => (
-              <tr key={node.id}>
-                <th scope="row" title={node.url}>
-                  {node.name}
-                </th>
-                <td>{node.status}</td>
-                <td>{ago(node.last_seen)}</td>
-                <td>{duration(node.lag_s)}</td>
-                <td>{node.syncing ? 'yes' : 'no'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <EmptyState>
+          No federation: this node runs on its own. Start this node with <code>QIG_FEDERATION=central</code>{' '}
+          to accept edges, or join one with <code>qig federation join URL TOKEN</code>.
+        </EmptyState>
       )}
     </Panel>
   );

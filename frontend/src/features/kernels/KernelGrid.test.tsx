@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { json, stubServer } from '../../test/http';
 import { renderLive } from '../dashboard/testing';
 import { KernelGrid, cellRadius } from './KernelGrid';
-import type { KernelInfo } from './types';
+import { applyKernelEvent, type KernelInfo } from './types';
 
 const ROLES = ['HEART', 'PERCEPTION', 'MEMORY', 'ACTION', 'PREDICTION', 'ETHICS', 'META', 'INTEGRATION'];
 
@@ -142,6 +142,19 @@ describe('KernelGrid', () => {
     );
     expect(screen.getByTestId('kernel-details')).toHaveTextContent('0.0042');
     expect(requests).toHaveLength(2);
+  });
+
+  it("moves a kernel's drift when federation moves its anchor", () => {
+    const before = kernels();
+    const moved = applyKernelEvent(before, {
+      kind: 'kernel.anchor_moved',
+      index: 5,
+      anchor_drift: 0.125,
+      anchor_version: 7,
+      reason: 'following central',
+    });
+    expect(moved?.find((k) => k.index === 5)?.anchor_drift).toBe(0.125);
+    expect(moved?.find((k) => k.index === 17)).toBe(before.find((k) => k.index === 17));
   });
 
   it('sizes cells below half the nearest distance', () => {

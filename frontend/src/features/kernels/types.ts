@@ -56,8 +56,23 @@ export interface KernelRolledBackEvent {
   radius?: number | null;
 }
 
+/** Federation moved the kernel's anchor: central's merge, or an edge following it. */
+export interface KernelAnchorMovedEvent {
+  kind: 'kernel.anchor_moved';
+  time?: string;
+  index: number;
+  anchor_drift: number | null;
+  anchor_version: number;
+  reason: string;
+}
+
 export type KernelsPayload =
-  KernelsHistory | KernelStatusEvent | KernelTrainedEvent | KernelRolledBackEvent | { kind: string };
+  | KernelsHistory
+  | KernelStatusEvent
+  | KernelTrainedEvent
+  | KernelRolledBackEvent
+  | KernelAnchorMovedEvent
+  | { kind: string };
 
 /** Held-out losses of a kernel version, before (what it replaced) and after (docs/training.md). */
 export interface HeldoutFigures {
@@ -115,10 +130,12 @@ export function applyKernelEvent(
   if (
     payload.kind !== 'kernel.status' &&
     payload.kind !== 'kernel.trained' &&
-    payload.kind !== 'kernel.rolled_back'
+    payload.kind !== 'kernel.rolled_back' &&
+    payload.kind !== 'kernel.anchor_moved'
   )
     return null;
-  const event = payload as KernelStatusEvent | KernelTrainedEvent | KernelRolledBackEvent;
+  const event = payload as
+    KernelStatusEvent | KernelTrainedEvent | KernelRolledBackEvent | KernelAnchorMovedEvent;
   const position = kernels.findIndex((k) => k.index === event.index);
   const current = kernels[position];
   if (!current) return null;
@@ -141,6 +158,8 @@ export function applyKernelEvent(
       adapter_bytes: event.adapter_bytes ?? current.adapter_bytes,
       adapter_version: event.adapter_version ?? current.adapter_version,
     };
+  } else if (event.kind === 'kernel.anchor_moved') {
+    next[position] = { ...current, anchor_drift: event.anchor_drift ?? current.anchor_drift };
   } else {
     next[position] = { ...current, status: event.status };
   }

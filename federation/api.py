@@ -36,7 +36,11 @@ class NodeSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "size", "endpoint"]
 
     def to_representation(self, instance: Node) -> dict[str, Any]:
-        return {**federation_status.node_row(instance), "endpoint": instance.endpoint}
+        minute = self.context.get("per_minute")
+        if minute is None:
+            minute = federation_status.per_minute()
+        row = federation_status.node_row(instance, minute.get(instance.pk))
+        return {**row, "endpoint": instance.endpoint}
 
 
 def _central_url(request: Request) -> str:
@@ -59,6 +63,10 @@ class NodeViewSet(
     viewsets.GenericViewSet,
 ):
     """Central's allow-list: admins add, revoke and remove nodes; signed-in users see them."""
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        # Packets per minute for every node at once (a list would otherwise count per row).
+        return {**super().get_serializer_context(), "per_minute": federation_status.per_minute()}
 
     def perform_destroy(self, instance: Node) -> None:
         central.revoke(instance)  # its connection closes first

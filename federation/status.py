@@ -55,7 +55,7 @@ def node_row(node: Node, per_minute: dict[str, int] | None = None) -> dict[str, 
     }
 
 
-def _per_minute() -> dict[int, dict[str, int]]:
+def per_minute() -> dict[int, dict[str, int]]:
     """Packets in and rejected per node over the last minute, and the versions sent out to it
     (its kernels' merges: every one goes to it while it is online)."""
     since = timezone.now() - timedelta(minutes=1)
@@ -131,7 +131,7 @@ def history() -> dict[str, Any]:
             identity = {"id": state.node_uuid, "name": state.name}
     nodes: list[dict[str, Any]] = []
     if kind == "central":
-        minute = _per_minute()
+        minute = per_minute()
         nodes = [node_row(n, minute.get(n.pk)) for n in Node.objects.order_by("name")]
     return {
         "kind": "federation.history",

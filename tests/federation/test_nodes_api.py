@@ -98,3 +98,25 @@ def test_a_join_token_works_once_and_not_after_it_expires(
         format="json",
     )
     assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+
+
+def test_packets_per_minute_count_only_the_last_minute(admin_api: APIClient) -> None:
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from federation.models import ReceivedPacket, Rejection
+
+    node_id = admin_api.post("/api/v1/nodes/", NODE, format="json").json()["id"]
+    now = timezone.now()
+    for age_s in (5, 30, 90, 600):
+        row = ReceivedPacket.objects.create(
+            packet_id=uuid.uuid4(), node_id=node_id, sent_at=now, size=100, body={}
+        )
+        ReceivedPacket.objects.filter(pk=row.pk).update(received_at=now - timedelta(seconds=age_s))
+    Rejection.objects.create(node_id=node_id, reason="stale")
+    row = admin_api.get(f"/api/v1/nodes/{node_id}/").json()
+    assert row["per_minute"] == {"in": 2, "out": 0, "rejected": 1}
+    [listed] = admin_api.get("/api/v1/nodes/").json()["results"]
+    assert listed["per_minute"] == row["per_minute"]

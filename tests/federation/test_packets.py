@@ -420,8 +420,10 @@ def test_pack_keeps_every_packet_under_the_limit_and_loses_nothing() -> None:
     others = [k for k in sorted(HELD | {0, 1, 2, 3}) if k not in top][:4]
     kernels = {k: (list(e8.anchor(k)), 1e9 - 0.123457) for k in [*top, *others]}
     words = [("w" * 60) + f"{i:04d}" for i in range(packets.MAX_LIST)]
-    delta = {"patterns": HASHES, "reinforced": list(range(64)), "vocabulary": words}
-    constraints = {"failed": HASHES, "low_phi": list(range(64))}
+    delta: dict[str, list[Any]] = {
+        "patterns": HASHES, "reinforced": list(range(64)), "vocabulary": words
+    }  # fmt: skip
+    constraints: dict[str, list[Any]] = {"failed": HASHES, "low_phi": list(range(64))}
     bodies = packets.pack(str(uuid.uuid4()), kernels, phi=0.5, delta=delta,
                           constraints=constraints)  # fmt: skip
     sizes = []

@@ -151,6 +151,7 @@ class JoinView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
     throttle_classes = [JoinThrottle]
+    throttle_scope = "federation-join"  # ScopedRateThrottle reads the view's scope
 
     @extend_schema(request=JoinSerializer, responses=dict)
     def post(self, request: Request) -> Response:

@@ -73,8 +73,6 @@ def join(token: str, public_key: str, size: str) -> Node:
         )
         if node is None:
             raise JoinRefused("the join token is not valid (wrong, already used, or replaced)")
-        if node.revoked_at is not None:
-            raise JoinRefused(f"node {node.name} was revoked")
         if node.join_expires_at is None or node.join_expires_at < timezone.now():
             raise JoinRefused(f"the join token of node {node.name} expired; ask for a new one")
         if size != node.size:
@@ -149,8 +147,17 @@ def check_hello(message: dict[str, Any], now: float) -> Node:
     node = authenticate(str(message.get("node", "")))
     packets.verify(message, packets.load_public(node.public_key), "hello")
     ts = message.get("ts")
-    if not isinstance(ts, int | float) or abs(now - float(ts)) > settings.FEDERATION_CLOCK_WINDOW_S:
+    window = settings.FEDERATION_CLOCK_WINDOW_S
+    if not isinstance(ts, int | float) or abs(now - float(ts)) > window:
         raise packets.Rejected("stale", "the hello's ts is outside the clock window")
+    nonce = message.get("nonce")
+    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
+        raise packets.Rejected("malformed", "the hello needs a nonce of 16 to 64 characters")
+    from django.core.cache import cache
+
+    # A hello is good once: a captured one replayed within the window is refused.
+    if not cache.add(f"federation:hello:{node.uuid}:{nonce}", 1, timeout=int(2 * window) + 1):
+        raise packets.Rejected("bad signature", "this hello was used before (a replay)")
     return node
 
 
@@ -245,6 +252,27 @@ def _merge(update: packets.Update, packet: packets.Packet, node: Node) -> Anchor
     from constellation.kernels import publish_anchor_moved
 
     publish_anchor_moved(update.kernel, kernel.anchor, version.seq, f"merged from {node.name}")
+    return version
+
+
+def own_learning(index: int, anchor: list[float], tokens: float) -> AnchorVersion:
+    """Central's own promotion moved the kernel's anchor: a version like a merge's (its mass
+    grows by the tokens trained), broadcast to every connected edge that holds the kernel."""
+    from dashboard.services import group_send
+
+    with transaction.atomic():
+        last = AnchorVersion.objects.filter(kernel=index).order_by("-seq").first()
+        mass = last.mass if last is not None else settings.FEDERATION_PRIOR_WEIGHT
+        version = _next_version(
+            kernel=index,
+            anchor=[float(v) for v in anchor],
+            mass=min(mass + tokens, settings.FEDERATION_MAX_MASS),
+            packets=[],
+            nodes=["central"],
+            created_at=timezone.now(),
+        )
+    message = anchor_message(version)
+    group_send(EDGES_GROUP, {"type": "federation.anchor", "kernel": index, "message": message})
     return version
 
 

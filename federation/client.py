@@ -3,7 +3,7 @@ supervised by `qig up` / `qig serve` on an edge). It keeps one websocket to cent
 `/ws/federation/` (`wss://` when central's URL is https, through any reverse proxy that passes
 websockets), authenticates with a signed hello, sends the outbox oldest first, deletes a packet
 only when central acknowledges its id, follows central's merged anchors and acknowledges them,
-heartbeats, and reconnects with exponential backoff and full jitter after any failure.
+heartbeats, and reconnects with exponential backoff and jitter after any failure.
 
 Sends at most `WINDOW` packets ahead of central's acknowledgements; after a reconnect the
 unacknowledged ones go again (central answers a duplicate id with an ack, not a second merge).
@@ -46,6 +46,7 @@ class Client:
         self.db = database_sync_to_async
         self.in_flight: set[str] = set()
         self.stopping = asyncio.Event()
+        self.was_connected = False
 
     async def run(self) -> None:
         from federation import edge
@@ -58,19 +59,20 @@ class Client:
                 continue
             try:
                 await self._session(ws_url(state.central_url))
-                attempt = 0
             except Revoked as exc:
                 await self.db(edge.set_connection)("revoked", str(exc))
                 log.error("federation: central revoked this node: %s", exc)
                 await self._sleep(300.0)
                 continue
             except Exception as exc:  # any failure: disconnected, back off, try again
-                attempt += 1
+                attempt = 1 if self.was_connected else attempt + 1
                 await self.db(edge.set_connection)("disconnected", _describe(exc))
                 log.warning("federation: connection to central lost: %s", _describe(exc))
             if self.stopping.is_set():
                 break
-            # Exponential backoff with full jitter (1, 2, 4 … 30 s caps, times a random factor).
+            # Exponential backoff (caps 2, 4, 8 … 30 s after failed tries in a row; a session that
+            # got connected starts again from 2), with jitter: a random 50–100 % of the cap, so
+            # edges that lost central together do not come back together.
             cap = min(MAX_BACKOFF_S, 2.0 ** min(attempt, 5))
             await self._sleep(random.uniform(0.5, 1.0) * cap)
 
@@ -83,6 +85,7 @@ class Client:
 
         from federation import edge
 
+        self.was_connected = False
         await self.db(edge.set_connection)("connecting")
         async with websockets.connect(
             url, open_timeout=10, ping_interval=20, ping_timeout=20, max_size=2**20
@@ -98,6 +101,7 @@ class Client:
                 raise ConnectionError(f"unexpected first message {first.get('type')!r}")
             heartbeat = float(first.get("heartbeat_s", 10.0))
             self.in_flight.clear()
+            self.was_connected = True
             await self.db(edge.set_connection)("connected")
             log.info("federation: connected to %s", url)
             tasks = [

@@ -37,6 +37,16 @@ HELLO_TIMEOUT_S = 10.0
 UNAUTHENTICATED, REVOKED, NOT_CENTRAL, NO_HELLO = 4401, 4403, 4404, 4408
 
 
+def _still_allowed(node_id: int) -> bool:
+    """On the allow-list still (marks it online and seen when it is)."""
+    from django.utils import timezone
+
+    allowed = Node.objects.filter(pk=node_id, revoked_at__isnull=True, enabled=True).update(
+        online=True, last_seen_at=timezone.now()
+    )
+    return bool(allowed)
+
+
 def _set_online(node_id: int, online: bool) -> None:
     from django.utils import timezone
 
@@ -97,8 +107,12 @@ class FederationConsumer(AsyncWebsocketConsumer):
             if seq is not None:
                 await database_sync_to_async(central.acknowledged)(self.node.pk, seq)
         elif kind == "ping":
+            # Each heartbeat reads the allow-list again: a node revoked from another process
+            # (`qig federation revoke` beside an embedded central) is cut off within one beat.
+            if not await database_sync_to_async(_still_allowed)(self.node.pk):
+                await self.federation_revoke({})
+                return
             await self.send(text_data=json.dumps({"type": "pong", "ts": time.time()}))
-            await database_sync_to_async(_set_online)(self.node.pk, True)
         else:
             detail = "not a JSON object" if kind == "malformed" else f"unknown type {kind!r}"
             rejected = packets.Rejected("malformed", detail)

@@ -72,12 +72,20 @@ def join(central_url: str, token: str, timeout: float = 30.0) -> EdgeState:
     data = reply.json()
     keys.store("node", key)
     state = EdgeState.get()
+    if state.node_uuid and state.node_uuid != str(data["node"]):
+        # A new identity (another central, or the same one again): versions numbered by the old
+        # sequence are forgotten; what was learned and not sent goes out under the new name.
+        AnchorVersion.objects.all().delete()
+        for row in OutboxPacket.objects.all():
+            row.body = {**row.body, "node": str(data["node"])}
+            row.rejected_reason = ""
+            row.save(update_fields=["body", "rejected_reason"])
     state.node_uuid = str(data["node"])
     state.name = str(data["name"])
     state.size = str(data["size"])
     state.central_url = url
     state.central_key = str(data["central_key"])
-    state.state, state.since, state.last_error = "connecting", timezone.now(), ""
+    state.state, state.since, state.last_error = "disconnected", timezone.now(), ""
     state.joined_at = timezone.now()
     state.applied_version = 0
     state.save()
@@ -242,7 +250,15 @@ def apply_anchor(message: dict[str, Any]) -> int | None:
 
 
 def set_connection(state: str, error: str = "") -> None:
-    EdgeState.objects.filter(pk=1).update(state=state, since=timezone.now(), last_error=error[:300])
+    """The link's state; `since` moves only when the state changes (so a disconnected edge
+    trying again and again still says since when it lost central)."""
+    connecting_again = state == "connecting"
+    rows = EdgeState.objects.filter(pk=1)
+    if connecting_again:  # a try: the state it is in (disconnected since …) stays the story
+        rows.filter(state="not joined").update(state=state, since=timezone.now())
+        return
+    rows.exclude(state=state).update(state=state, since=timezone.now())
+    rows.update(last_error=error[:300])
     publish_status()
 
 

@@ -20,7 +20,7 @@ class NodeSize(models.TextChoices):
 class Node(models.Model):
     """An edge on central's allow-list. Created by an admin with a one-time join token (kept
     only as its sha256); joining stores the edge's Ed25519 public key (no secret of the edge is
-    ever on central). ``last_seen_at`` is set only by a real sync."""
+    ever on central). ``last_seen_at``: its last hello, heartbeat, packet or acknowledgement."""
 
     name = models.SlugField(max_length=64, unique=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -73,7 +73,8 @@ class ReceivedPacket(models.Model):
 
 
 class Rejection(models.Model):
-    """Central (and an edge, for what central refused): a packet refused, with its reason."""
+    """Central: a packet refused, with its reason (an edge keeps what central refused in its
+    outbox, marked with the reason)."""
 
     node = models.ForeignKey(
         Node, null=True, blank=True, on_delete=models.CASCADE, related_name="rejections"

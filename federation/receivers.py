@@ -1,5 +1,6 @@
 """What the rest of the product tells federation: a kernel learned (a promoted adapter version
-and its moved anchor) → on a joined edge, an outbox packet for central."""
+and its moved anchor) → on a joined edge, an outbox packet for central; on central, an anchor
+version broadcast to the edges holding the kernel."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ log = logging.getLogger(__name__)
 def on_kernel_learned(
     sender: Any, index: int, anchor: list[float], tokens: float, phi: float | None, **_: Any
 ) -> None:
-    from federation import edge
+    from django.conf import settings
 
+    from federation import central, edge, packets
+
+    if settings.FEDERATION == "central":  # central's own learning: a version edges follow
+        try:
+            central.own_learning(index, anchor, tokens)
+        except Exception:
+            log.exception("federation: kernel %s's new anchor could not be versioned", index)
+        return
     if not edge.is_edge():
         return
     try:
-        edge.enqueue({index: (anchor, max(tokens, 1.0))}, "job", phi=phi)
+        weight = min(max(tokens, 1.0), packets.MAX_WEIGHT)
+        edge.enqueue({index: (anchor, weight)}, "job", phi=phi)
     except Exception:  # the learning is kept; only its sync is lost, and said so
         log.exception("federation: kernel %s's learning could not be queued for central", index)
 

@@ -193,8 +193,10 @@ def _prepare_federation() -> None:
 
     if settings.FEDERATION == "central":
         from federation import keys
+        from federation.models import Node
 
         keys.central_key()
+        Node.objects.update(online=False)  # a killed central's connections are gone
         print("qig: federation: central (edges join at /api/v1/federation/join/)", flush=True)
     elif settings.FEDERATION == "edge":
         from federation import edge
@@ -208,6 +210,13 @@ def _prepare_federation() -> None:
             print(
                 "qig: federation: edge, not joined yet: run `qig federation join URL TOKEN` "
                 "or set QIG_CENTRAL_URL and QIG_JOIN_TOKEN",
+                flush=True,
+            )
+        elif state.size and state.size != settings.FEDERATION_SIZE:
+            print(
+                f"qig: federation: warning: this edge joined as {state.size} but runs "
+                f"QIG_FEDERATION_SIZE={settings.FEDERATION_SIZE}: central refuses packets for "
+                f"kernels beyond {state.size}; start it with QIG_FEDERATION_SIZE={state.size}",
                 flush=True,
             )
         else:

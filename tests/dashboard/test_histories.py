@@ -74,6 +74,7 @@ def _seed(models_dir: Path) -> dict[str, Any]:
 @pytest.fixture
 def seeded(settings, tmp_path) -> dict[str, Any]:
     settings.MODELS_DIR = tmp_path / "models"
+    settings.FEDERATION = "central"  # a central lists its nodes
     return _seed(settings.MODELS_DIR)
 
 
@@ -126,14 +127,16 @@ async def test_every_topic_sends_its_history_right_after_subscribing(developer, 
     assert len(stats["events_per_hour"]) == 24 and stats["events_per_hour"][-1] == 1
     assert stats["vocabulary_size"] is None  # no coordizer trained in this data dir
 
-    nodes = got["federation"]["nodes"]
-    assert nodes == [
-        {
-            "id": seeded["node"], "name": "edge-1", "url": "http://edge-1.example:9200",
-            "mode": "edge", "size": "minimal", "status": "never seen", "last_seen": None,
-            "lag_s": None, "syncing": False,
-        }
-    ]  # fmt: skip
+    federation = got["federation"]
+    assert (federation["role"], federation["size"], federation["kernels"]) == (
+        "central",
+        "full",
+        240,
+    )
+    [node] = federation["nodes"]
+    assert (node["id"], node["name"], node["size"]) == (seeded["node"], "edge-1", "minimal")
+    assert node["status"] == "pending" and node["last_seen"] is None and node["lag_s"] is None
+    assert node["per_minute"] == {"in": 0, "out": 0, "rejected": 0}
 
     (interaction,) = got["interactions"]["interactions"]
     assert interaction["id"] == seeded["interaction"]

@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from constellation.engine import e8, fisher_rao, geodesic, karcher_mean
 from constellation.models import Kernel
@@ -253,6 +254,33 @@ async def test_a_bad_hello_is_refused_and_closed_with_4401(
     node = await db(node_row)(a)
     assert node.online is False
     assert node.packets_in == 0 and await db(ReceivedPacket.objects.count)() == 0
+
+
+async def test_a_replayed_hello_is_refused(edges: tuple[Edge, Edge], sockets: list[Any]) -> None:
+    """A captured hello, sent again within the clock window, does not open a connection."""
+    a, _ = edges
+    hello = a.hello()
+    first = await open_socket(sockets)
+    await first.send_to(text_data=hello)
+    assert (await next_json(first))["type"] == "welcome"
+    second = await open_socket(sockets)
+    await second.send_to(text_data=hello)
+    refused = await next_json(second)
+    assert refused["type"] == "refused" and "replay" in refused["detail"], refused
+    assert await closed_with(second) == 4401
+
+
+async def test_a_node_revoked_elsewhere_is_cut_off_at_its_next_heartbeat(
+    edges: tuple[Edge, Edge], sockets: list[Any]
+) -> None:
+    """Revoked by another process (the row changed, no group message reached this one)."""
+    a, _ = edges
+    communicator = await greeted(sockets, a)
+    await db(Node.objects.filter(pk=a.node.pk).update)(revoked_at=timezone.now())
+    await communicator.send_to(text_data=json.dumps({"type": "ping"}))
+    refused = await next_json(communicator)
+    assert refused["type"] == "refused" and refused["reason"] == "revoked node", refused
+    assert await closed_with(communicator) == 4403
 
 
 async def test_no_hello_in_time_closes_with_4408(

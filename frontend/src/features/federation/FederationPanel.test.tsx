@@ -284,7 +284,7 @@ describe('FederationPanel', () => {
       expect(within(rowOf('edge-a')).getByTestId('node-status')).toHaveTextContent('revoked'),
     );
     expect(requests).toHaveLength(1);
-    expect(requests[0]).toMatchObject({ method: 'POST', path: '/api/v1/federation/nodes/1/revoke/' });
+    expect(requests[0]).toMatchObject({ method: 'POST', path: '/api/v1/nodes/1/revoke/' });
     expect(requests[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
     expect(screen.queryByRole('button', { name: 'Revoke edge-a' })).not.toBeInTheDocument();
     expect(screen.getByTestId('federation-summary')).toHaveTextContent('Central · 4 nodes · 0 online');

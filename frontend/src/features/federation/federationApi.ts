@@ -1,7 +1,7 @@
 import { api } from '../../api/client';
 import type { CreatedNode, FederationNode, JoinToken, NodePackets, NodeSize } from './types';
 
-export const NODES_PATH = '/api/v1/federation/nodes/';
+export const NODES_PATH = '/api/v1/nodes/';
 export const nodePath = (id: number) => `${NODES_PATH}${id}/`;
 export const revokePath = (id: number) => `${nodePath(id)}revoke/`;
 export const tokenPath = (id: number) => `${nodePath(id)}token/`;

@@ -1,5 +1,5 @@
 // Shapes of the federation's JSON, written against the documented contract of the telemetry
-// topic `federation` (`federation.history`) and of `/api/v1/federation/nodes/`; kept beside the
+// topic `federation` (`federation.history`) and of `/api/v1/nodes/`; kept beside the
 // panel that is their only reader.
 
 /** How this node takes part: on its own, as the central that edges join, or as an edge. */
@@ -82,7 +82,7 @@ export interface JoinToken {
   join_expires_at: string | null;
 }
 
-/** `POST /api/v1/federation/nodes/` (201): the new row and its first join token. */
+/** `POST /api/v1/nodes/` (201): the new row and its first join token. */
 export type CreatedNode = FederationNode & Omit<JoinToken, 'join_expires_at'>;
 
 /** A packet an edge sent, as its central received it. */
@@ -101,7 +101,7 @@ export interface Rejection {
   bytes: number;
 }
 
-/** `GET /api/v1/federation/nodes/{id}/packets/`: newest first, at most 50 each. */
+/** `GET /api/v1/nodes/{id}/packets/`: newest first, at most 50 each. */
 export interface NodePackets {
   packets: Packet[];
   rejections: Rejection[];

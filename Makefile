@@ -17,7 +17,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.htm
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
 
 .PHONY: help up install build test lint typecheck migrations-check deploy-check \
-        test-backend test-frontend test-e2e bench bench-product chromium clean
+        test-backend test-frontend test-e2e bench bench-product chromium clean wheel
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,12 @@ test-frontend: $(NODE_STAMP)  ## eslint + prettier check, Vitest component and h
 
 test-e2e: $(PY_STAMP) $(DIST) chromium  ## Playwright in Debian's Chromium against `qig up`
 	cd frontend && npx playwright test
+
+wheel: $(PY_STAMP) $(DIST)  ## build dist/qig_control_center-*.whl, the dashboard inside (pip install it anywhere)
+	rm -rf qigcenter/frontend_dist build
+	cp -r frontend/dist qigcenter/frontend_dist
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+	rm -rf qigcenter/frontend_dist build
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(PY_STAMP)

@@ -27,8 +27,15 @@ from qigcenter.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = env_path("QIG_DATA_DIR", BASE_DIR / "var")
-FRONTEND_DIST = env_path("QIG_FRONTEND_DIST", BASE_DIR / "frontend" / "dist")
+# A checkout (manage.py beside the apps) keeps its data in ./var and serves frontend/dist; an
+# installed wheel (`make wheel`, docs/federation.md "The laptop edge") keeps its data in ~/.qig
+# and serves the dashboard built into the package.
+CHECKOUT = (BASE_DIR / "manage.py").is_file()
+DATA_DIR = env_path("QIG_DATA_DIR", BASE_DIR / "var" if CHECKOUT else Path.home() / ".qig")
+FRONTEND_DIST = env_path(
+    "QIG_FRONTEND_DIST",
+    BASE_DIR / "frontend" / "dist" if CHECKOUT else Path(__file__).resolve().parent / "frontend_dist",
+)
 
 # Where uploads, checkpoints and the SQLite file live. Created on first use, never in a template.
 UPLOADS_DIR = DATA_DIR / "uploads"

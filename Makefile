@@ -99,6 +99,7 @@ bench-product: $(BENCH_STAMP) $(DIST)  ## benchmarks against a live product: ser
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.ws
 	$(BIN)/python -m bench.learning
+	$(BIN)/python -m bench.federation
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

@@ -27,6 +27,11 @@ join endpoint is throttled to 20 a minute per address, and the rate is not confi
 --restart-at SECONDS: central (its whole process tree) is killed with SIGKILL that many seconds
 into the run and started again on the same port, data dir and database; the edges reconnect.
 
+After the S seconds the outboxes drain (up to 120 s: `drained`, `drain_s`), then the broadcasts
+settle (every connected edge has the newest acknowledged version, or nothing came for 5 s:
+`settle_s`); central's counters are read then (GET /api/v1/nodes/ as admin, and its
+ReceivedPacket and AnchorVersion rows through `manage.py shell`).
+
 Keys: edges, packets_sent (packet ids made), packets_applied (central's `packets_in`, summed over
 the bench's nodes), lost (sent − applied, once the outboxes drained), duplicates_applied
 (packets_in − the distinct ids central acknowledged), duplicates_acked (central's `duplicates`:
@@ -672,8 +677,8 @@ def main() -> None:
         if not services:
             central.env.pop("REDIS_URL", None)
             central.env.pop("DATABASE_URL", None)
-        central.start(180)
         try:
+            central.start(180)
             central.wait_for(lambda: central.get("/readyz").status_code == 200, 120, "readyz")
             began = time.monotonic()
             nodes, keys = enrol(central, args.edges, io)
@@ -687,6 +692,10 @@ def main() -> None:
         finally:
             if central.process is not None and central.process.poll() is None:
                 central.stop()
+            if services:  # its Redis database empty again, free for the next run
+                import redis
+
+                redis.Redis.from_url(central.env["REDIS_URL"]).flushdb()
     shutil.rmtree(data_dir, ignore_errors=True)  # kept when the run failed (central's log)
     result = {**figures(run, truth, counters), "mode": "services" if services else "embedded"}
     context["connection_errors"] = sorted({err for e in run.edges for err in e.errors})[:5]

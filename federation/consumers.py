@@ -34,6 +34,8 @@ from federation.models import Node
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
+PUBLISH_EVERY_S = 1.0  # the panel's state at most this often, however many packets arrive
+APPLIED_EVERY_S = 1.0  # an edge's acknowledged version written at most this often
 UNAUTHENTICATED, REVOKED, NOT_CENTRAL, NO_HELLO = 4401, 4403, 4404, 4408
 
 
@@ -58,6 +60,9 @@ class FederationConsumer(AsyncWebsocketConsumer):
     held: frozenset[int] = frozenset()
     hello_timer: asyncio.TimerHandle | None = None
     closing: asyncio.Task[None] | None = None
+    applied_seq = 0  # the newest version this edge acknowledged, written at most once a second
+    applied_written = 0
+    applied_at = 0.0
 
     async def connect(self) -> None:
         if settings.FEDERATION != "central":
@@ -82,8 +87,10 @@ class FederationConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(
                 central.node_group(str(node.uuid)), self.channel_name
             )
+            if self.applied_seq > self.applied_written:
+                await database_sync_to_async(central.acknowledged)(node.pk, self.applied_seq)
             await database_sync_to_async(_set_online)(node.pk, False)
-            await self._publish()
+            _publish_soon()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
@@ -101,12 +108,16 @@ class FederationConsumer(AsyncWebsocketConsumer):
                 )
             if outcome.reply["type"] == "rejected" and outcome.reply["reason"] == "revoked node":
                 await self.close(code=REVOKED)
-            await self._publish()
+            _publish_soon()
         elif kind == "applied":
+            # Every edge acknowledges every anchor: kept in memory, written once a second at most
+            # (and at the next heartbeat or the disconnect), not once per message.
             seq = _int(raw, "seq")
-            if seq is not None:
-                await database_sync_to_async(central.acknowledged)(self.node.pk, seq)
+            if seq is not None and seq > self.applied_seq:
+                self.applied_seq = seq
+                await self._write_applied()
         elif kind == "ping":
+            await self._write_applied(force=True)
             # Each heartbeat reads the allow-list again: a node revoked from another process
             # (`qig federation revoke` beside an embedded central) is cut off within one beat.
             if not await database_sync_to_async(_still_allowed)(self.node.pk):
@@ -154,7 +165,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
         after = int(applied) if isinstance(applied, int) and applied >= 0 else 0
         for anchor in await database_sync_to_async(central.catch_up)(node, after):
             await self.send(text_data=json.dumps(anchor))
-        await self._publish()
+        _publish_soon()
 
     # ---- group messages ------------------------------------------------------------------------
     async def federation_anchor(self, event: dict[str, Any]) -> None:
@@ -167,10 +178,40 @@ class FederationConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps(refusal))
         await self.close(code=REVOKED)
 
-    async def _publish(self) -> None:
+    async def _write_applied(self, force: bool = False) -> None:
+        if self.node is None or self.applied_seq <= self.applied_written:
+            return
+        if not force and time.monotonic() - self.applied_at < APPLIED_EVERY_S:
+            return
+        seq, self.applied_at = self.applied_seq, time.monotonic()
+        await database_sync_to_async(central.acknowledged)(self.node.pk, seq)
+        self.applied_written = seq
+
+
+class _Publisher:
+    """One panel update per `PUBLISH_EVERY_S` per event loop: the first change schedules it, the
+    changes until then ride along (building the panel reads every node)."""
+
+    pending: set[asyncio.AbstractEventLoop] = set()
+    tasks: set[asyncio.Task[None]] = set()
+
+
+def _publish_soon() -> None:
+    loop = asyncio.get_running_loop()
+    if loop in _Publisher.pending:
+        return
+    _Publisher.pending.add(loop)
+
+    async def publish() -> None:
         from federation.status import publish_federation
 
+        await asyncio.sleep(PUBLISH_EVERY_S)
+        _Publisher.pending.discard(loop)
         await database_sync_to_async(publish_federation)()
+
+    task = loop.create_task(publish())
+    _Publisher.tasks.add(task)
+    task.add_done_callback(_Publisher.tasks.discard)
 
 
 def _peek_type(raw: str) -> str:

@@ -34,7 +34,9 @@ CHECKOUT = (BASE_DIR / "manage.py").is_file()
 DATA_DIR = env_path("QIG_DATA_DIR", BASE_DIR / "var" if CHECKOUT else Path.home() / ".qig")
 FRONTEND_DIST = env_path(
     "QIG_FRONTEND_DIST",
-    BASE_DIR / "frontend" / "dist" if CHECKOUT else Path(__file__).resolve().parent / "frontend_dist",
+    BASE_DIR / "frontend" / "dist"
+    if CHECKOUT
+    else Path(__file__).resolve().parent / "frontend_dist",
 )
 
 # Where uploads, checkpoints and the SQLite file live. Created on first use, never in a template.
@@ -216,7 +218,14 @@ if SERVICES_MODE:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Capacity per channel: a federation edge receives every merge of its kernels; at the
+    # default 100 a busy consumer's queue overflowed and broadcasts were dropped silently.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 2000, "expiry": 60},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CELERY_BROKER_URL = "memory://localhost//"
     # Results as files: visible to every thread (Celery's in-memory result store is per thread).

@@ -86,3 +86,103 @@ test('federation: an admin adds an edge node, sees its join token once, and revo
   await expect(details).toContainText(`No packet from ${name} was rejected.`);
   await panel.screenshot({ path: path.join(screenshots, 'federation.png') });
 });
+
+/** A free TCP port on loopback. */
+async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+test('federation: a real edge joins, comes online with no lag, and a revocation cuts it off', async ({
+  page,
+  baseURL,
+}) => {
+  test.setTimeout(180_000);
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  await signInAsAdmin(page);
+  const panel = await federationPanel(page);
+  const name = `e2e-laptop-${Date.now().toString(36)}`;
+  await panel.getByLabel('Node name', { exact: true }).fill(name);
+  await panel.getByRole('button', { name: 'Add node', exact: true }).click();
+  const box = panel.getByRole('region', { name: `Join token for ${name}` });
+  const token = ((await box.getByTestId('join-token').textContent()) ?? '').trim();
+  await box.getByRole('button', { name: 'Dismiss', exact: true }).click();
+
+  // The edge: `qig serve` (the API alone) on a data dir of its own, embedded whatever the
+  // central's mode, joining with the token at start.
+  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'qig-e2e-edge-'));
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !['DATABASE_URL', 'REDIS_URL'].includes(key) && !key.startsWith('QIG_'))
+      env[key] = value;
+  }
+  Object.assign(env, {
+    QIG_FEDERATION: 'edge',
+    QIG_CENTRAL_URL: baseURL ?? '',
+    QIG_JOIN_TOKEN: token,
+    QIG_DATA_DIR: dataDir,
+    QIG_BOOTSTRAP: '0',
+    QIG_FEDERATION_HEARTBEAT_S: '1',
+  });
+  const port = await freePort();
+  const edge = spawn(
+    path.join(repoRoot, '.venv', 'bin', 'qig'),
+    ['serve', '--size', 'minimal', '--port', String(port)],
+    {
+      cwd: repoRoot,
+      env,
+      stdio: 'ignore',
+    },
+  );
+  try {
+    const row = panel.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) });
+    await expect(row.getByTestId('node-status')).toHaveText('online', { timeout: 90_000 });
+    await expect(row).toContainText('up to date');
+    await panel.screenshot({ path: path.join(screenshots, 'federation-online.png') });
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await row.getByRole('button', { name: `Revoke ${name}`, exact: true }).click();
+    await expect(row.getByTestId('node-status')).toHaveText('revoked');
+    // The edge hears it at once: its own API says its link is revoked.
+    await expect
+      .poll(
+        async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/api/v1/federation/`, {
+            headers: { Authorization: `Token ${await edgeToken(port, dataDir).catch(() => '')}` },
+          }).catch(() => null);
+          if (!response || !response.ok) return null;
+          const body = (await response.json()) as { central?: { state?: string } };
+          return body.central?.state ?? null;
+        },
+        { timeout: 30_000 },
+      )
+      .toBe('revoked');
+  } finally {
+    edge.kill('SIGTERM');
+    await new Promise((resolve) => edge.once('exit', resolve));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+/** An API token for the edge's admin (its password is in its data dir, made at first start). */
+async function edgeToken(port: number, dataDir: string): Promise<string> {
+  const { readFileSync } = await import('node:fs');
+  const password = readFileSync(path.join(dataDir, 'admin_password'), 'utf8').trim();
+  const response = await fetch(`http://127.0.0.1:${port}/api/v1/auth/token/`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password }),
+  });
+  const body = (await response.json()) as { token?: string };
+  return body.token ?? '';
+}

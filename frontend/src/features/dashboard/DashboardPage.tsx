@@ -48,7 +48,6 @@ export function DashboardPage() {
       <div className="dash__row dash__row--cards">
         <ChatCard />
         <KnowledgeCard />
-        <FederationPanel />
         <Panel id="links" title="Elsewhere">
           <ul className="dash-list">
             {user.is_staff && (
@@ -61,6 +60,11 @@ export function DashboardPage() {
             </li>
           </ul>
         </Panel>
+      </div>
+
+      {/* Its own row: central's node table has ten columns. */}
+      <div className="dash__row dash__row--wide">
+        <FederationPanel />
       </div>
     </div>
   );

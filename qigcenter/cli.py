@@ -4,9 +4,10 @@
                                     prepare the database and admin, start and supervise every
                                     process; with --ollama-port the web server also listens there
                                     (the same app; `/` answers "Ollama is running")
-    qig serve [--host H] [--port 11434]
+    qig serve [--host H] [--port 11434] [--size minimal|medium|full]
                                     the Ollama/OpenAI-compatible inference API alone: one web
-                                    process, no dashboard, no workers (an edge node)
+                                    process, no dashboard, no workers (an edge node; --size sets
+                                    QIG_FEDERATION_SIZE)
     qig init                        only prepare (migrate, create the admin account)
     qig federation add-node NAME [--size minimal|medium|full]
                                     (central) put a node on the allow-list; prints its one-time

@@ -23,6 +23,7 @@ from torch import nn
 
 from constellation.engine import (
     Callback,
+    GuardConfig,
     TokenStream,
     TrainConfig,
     Trainer,
@@ -122,7 +123,8 @@ def make_trainer(
     rank takes its shard of the data and the synchronisation callback (learning/ddp.py)."""
     callbacks: list[Callback] = list(rank.callbacks)
     if rank.writes:
-        guards = [rank.guard(g) if rank.guard else g for g in default_guards()]
+        config = GuardConfig(collapse_below=settings.TRAIN_COLLAPSE_BELOW)
+        guards = [rank.guard(g) if rank.guard else g for g in default_guards(config)]
         callbacks = [recorder, *guards, *callbacks]
     try:
         return Trainer(

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import torch
 
 from constellation.engine import e8, fisher_rao
 from constellation.engine.tiny import make_trained_model
@@ -88,7 +89,10 @@ class Fleet:
             assert reply.json()["join_command"].endswith(self.tokens[name])
         listed = admin.get("/api/v1/nodes/").json()["results"]
         assert all("join_token" not in row for row in listed)  # shown once, never again
-        make_trained_model(root / "edge-a", steps=150)
+        # Trained in this process: its random draws must not shift the torch RNG state that
+        # later tests in the run start from (tests/learning/test_promotion.py's figures do).
+        with torch.random.fork_rng(devices=[]):
+            make_trained_model(root / "edge-a", steps=150)
         edge = {**common, "QIG_FEDERATION": "edge", "QIG_CENTRAL_URL": self.central.base}
         self.a = Product(
             root / "edge-a",

@@ -32,6 +32,10 @@ ENV = {
     # Long: the restarted worker must take its job back itself, not the watchdog.
     "QIG_JOB_STALE_AFTER_S": "300",
     "QIG_JOB_WATCHDOG_S": "2",
+    # These tests are about a killed worker's job resuming, not about the collapse guard (tested
+    # in tests/engine): on some CPUs this tiny run's Φ is still below the guard's 0.40 after
+    # warm-up (0.369 at step 200, measured 2026-12-07), and the guard would pause it.
+    "QIG_TRAIN_COLLAPSE_BELOW": "0",
 }
 
 

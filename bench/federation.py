@@ -61,13 +61,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 import psutil
 import websockets
@@ -195,14 +193,7 @@ class Edge:
         async with websockets.connect(
             url, open_timeout=10, ping_interval=20, ping_timeout=20, max_size=2**20
         ) as ws:
-            hello = {
-                "type": "hello",
-                "node": self.node,
-                "ts": round(time.time(), 3),
-                "nonce": uuid.uuid4().hex,
-                "applied": self.applied,
-            }
-            await self.send(ws, packets.encoded(packets.sign(hello, self.key, "hello")))
+            await self.send(ws, packets.hello(self.node, self.applied, self.key, time.time()))
             first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
             if first.get("type") != "welcome":
                 raise ConnectionError(f"no welcome: {first}")
@@ -503,23 +494,11 @@ def enrol(central: Product, count: int, io: Path) -> tuple[list[str], list[Ed255
     return json.loads((io / "nodes.json").read_text()), keys
 
 
-def signed_in(central: Product, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=central.base, timeout=60)
-    token = client.get("/api/v1/auth/csrf/").json()["csrfToken"]
-    reply = client.post(
-        "/api/v1/auth/login/",
-        json={"username": "admin", "password": password},
-        headers={"X-CSRFToken": token, "Referer": central.base + "/"},
-    )
-    reply.raise_for_status()
-    return client
-
-
-def central_counters(central: Product, password: str) -> dict[str, int]:
+def central_counters(central: Product) -> dict[str, int]:
     """GET /api/v1/nodes/ (every page): packets_in, duplicates, packets_rejected summed over the
     bench's nodes."""
     totals = {"packets_in": 0, "duplicates": 0, "packets_rejected": 0, "nodes": 0}
-    with contextlib.closing(signed_in(central, password)) as client:
+    with contextlib.closing(central.signin()) as client:
         url: str | None = "/api/v1/nodes/"
         while url:
             page = client.get(url)
@@ -657,7 +636,7 @@ def main() -> None:
     if services:
         redis_db = args.redis_db if args.redis_db is not None else pick_redis_db()
         os.environ["QIG_TEST_REDIS_DBS"] = f"{redis_db}-{redis_db}"  # before Product's import
-    from tests.live.product import ADMIN_PASSWORD, Product
+    from tests.live.product import Product
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-federation-"))
     io = data_dir / "bench"
@@ -686,7 +665,7 @@ def main() -> None:
             run = Run(args, central)
             measured = asyncio.run(run.measure(nodes, keys))
             measured["restart_down_s"] = run.restart_down_s
-            counters = central_counters(central, ADMIN_PASSWORD)
+            counters = central_counters(central)
             manage_shell(central, TRUTH, io)
             truth = json.loads((io / "truth.json").read_text())
         finally:

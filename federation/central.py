@@ -123,22 +123,12 @@ class Outcome:
 
 def authenticate(node_uuid: str) -> Node:
     """The node a connection speaks for (Rejected: unknown or revoked)."""
-    node = Node.objects.filter(uuid=node_uuid).first() if _is_uuid(node_uuid) else None
+    node = Node.objects.filter(uuid=node_uuid).first() if packets.is_uuid(node_uuid) else None
     if node is None or not node.public_key:
         raise packets.Rejected("unknown node", f"{node_uuid!r} is not on the allow-list")
     if node.revoked_at is not None or not node.enabled:
         raise packets.Rejected("revoked node", f"node {node.name} was revoked")
     return node
-
-
-def _is_uuid(text: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(text))
-    except ValueError:
-        return False
-    return True
 
 
 def check_hello(message: dict[str, Any], now: float) -> Node:
@@ -310,6 +300,18 @@ def catch_up(node: Node, after: int) -> list[dict[str, Any]]:
     for version in AnchorVersion.objects.filter(seq__gt=after, kernel__in=held(node.size)):
         newest.setdefault(version.kernel, version)  # ordered by -seq: the first is the newest
     return [anchor_message(v) for v in sorted(newest.values(), key=lambda v: v.seq)]
+
+
+def set_online(node_id: int, online: bool) -> None:
+    Node.objects.filter(pk=node_id).update(online=online, last_seen_at=timezone.now())
+
+
+def still_allowed(node_id: int) -> bool:
+    """On the allow-list still (a heartbeat: marks it online and seen when it is)."""
+    allowed = Node.objects.filter(pk=node_id, revoked_at__isnull=True, enabled=True).update(
+        online=True, last_seen_at=timezone.now()
+    )
+    return bool(allowed)
 
 
 def acknowledged(node_id: int, seq: int) -> None:

@@ -39,22 +39,6 @@ APPLIED_EVERY_S = 1.0  # an edge's acknowledged version written at most this oft
 UNAUTHENTICATED, REVOKED, NOT_CENTRAL, NO_HELLO = 4401, 4403, 4404, 4408
 
 
-def _still_allowed(node_id: int) -> bool:
-    """On the allow-list still (marks it online and seen when it is)."""
-    from django.utils import timezone
-
-    allowed = Node.objects.filter(pk=node_id, revoked_at__isnull=True, enabled=True).update(
-        online=True, last_seen_at=timezone.now()
-    )
-    return bool(allowed)
-
-
-def _set_online(node_id: int, online: bool) -> None:
-    from django.utils import timezone
-
-    Node.objects.filter(pk=node_id).update(online=online, last_seen_at=timezone.now())
-
-
 class FederationConsumer(AsyncWebsocketConsumer):
     node: Node | None = None
     held: frozenset[int] = frozenset()
@@ -89,7 +73,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
             )
             if self.applied_seq > self.applied_written:
                 await database_sync_to_async(central.acknowledged)(node.pk, self.applied_seq)
-            await database_sync_to_async(_set_online)(node.pk, False)
+            await database_sync_to_async(central.set_online)(node.pk, False)
             _publish_soon()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -120,7 +104,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
             await self._write_applied(force=True)
             # Each heartbeat reads the allow-list again: a node revoked from another process
             # (`qig federation revoke` beside an embedded central) is cut off within one beat.
-            if not await database_sync_to_async(_still_allowed)(self.node.pk):
+            if not await database_sync_to_async(central.still_allowed)(self.node.pk):
                 await self.federation_revoke({})
                 return
             await self.send(text_data=json.dumps({"type": "pong", "ts": time.time()}))
@@ -153,7 +137,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
         self.held = central.held(node.size)
         await self.channel_layer.group_add(central.EDGES_GROUP, self.channel_name)
         await self.channel_layer.group_add(central.node_group(str(node.uuid)), self.channel_name)
-        await database_sync_to_async(_set_online)(node.pk, True)
+        await database_sync_to_async(central.set_online)(node.pk, True)
         welcome = {
             "type": "welcome",
             "node": str(node.uuid),

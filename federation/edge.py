@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,7 +172,7 @@ def signed(row: OutboxPacket, now: float | None = None) -> str | None:
 
 def acknowledged(packet_id: str) -> None:
     """Central has it: the row goes (an ack for a row already gone, a resend's, counts nothing)."""
-    if not _is_uuid(packet_id):
+    if not packets.is_uuid(packet_id):
         return
     with transaction.atomic():
         deleted, _ = OutboxPacket.objects.filter(packet_id=packet_id).delete()
@@ -182,16 +181,8 @@ def acknowledged(packet_id: str) -> None:
 
 
 def refused(packet_id: str, reason: str) -> None:
-    if _is_uuid(packet_id):
+    if packets.is_uuid(packet_id):
         OutboxPacket.objects.filter(packet_id=packet_id).update(rejected_reason=reason[:300])
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def hello() -> str:
@@ -199,14 +190,7 @@ def hello() -> str:
     key = keys.node_key()
     if state is None or key is None:
         raise JoinFailed("this edge has not joined a central")
-    body = {
-        "type": "hello",
-        "node": state.node_uuid,
-        "ts": round(time.time(), 3),
-        "nonce": uuid.uuid4().hex,
-        "applied": state.applied_version,
-    }
-    return packets.encoded(packets.sign(body, key, "hello"))
+    return packets.hello(state.node_uuid, state.applied_version, key, time.time())
 
 
 # ---- following central -----------------------------------------------------------------------
@@ -250,11 +234,10 @@ def apply_anchor(message: dict[str, Any]) -> int | None:
 
 
 def set_connection(state: str, error: str = "") -> None:
-    """The link's state; `since` moves only when the state changes (so a disconnected edge
-    trying again and again still says since when it lost central)."""
-    connecting_again = state == "connecting"
+    """The link's state; `since` moves only when the state changes. A new try ("connecting")
+    leaves a disconnected edge's state, and so the time it lost central, as it is."""
     rows = EdgeState.objects.filter(pk=1)
-    if connecting_again:  # a try: the state it is in (disconnected since …) stays the story
+    if state == "connecting":
         rows.filter(state="not joined").update(state=state, since=timezone.now())
         return
     rows.exclude(state=state).update(state=state, since=timezone.now())

@@ -182,6 +182,27 @@ def basin_body(
     }
 
 
+def hello(node: str, applied: int, key: Ed25519PrivateKey, now: float) -> str:
+    """A connection's first message, signed: the node, the newest version it applied (central
+    sends what came after), a fresh nonce (a hello is good once) and the time."""
+    body = {
+        "type": "hello",
+        "node": node,
+        "ts": round(now, 3),
+        "nonce": uuid.uuid4().hex,
+        "applied": applied,
+    }
+    return encoded(sign(body, key, "hello"))
+
+
+def is_uuid(text: object) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
+
+
 def stamp_and_sign(body: Mapping[str, Any], key: Ed25519PrivateKey, now: float) -> dict[str, Any]:
     return sign({**body, "ts": round(now, 3)}, key, "basin")
 

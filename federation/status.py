@@ -13,7 +13,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from constellation.engine import e8
-from federation.models import EdgeState, Node, OutboxPacket, ReceivedPacket, Rejection
+from federation.models import (
+    AnchorVersion,
+    EdgeState,
+    Node,
+    OutboxPacket,
+    ReceivedPacket,
+    Rejection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +81,6 @@ def per_minute() -> dict[int, dict[str, int]]:
         .annotate(n=Count("id"))
     ):
         rows.setdefault(r["node"], {"in": 0, "out": 0, "rejected": 0})["rejected"] = r["n"]
-    from federation.models import AnchorVersion
-
     recent = list(
         AnchorVersion.objects.filter(created_at__gte=since).values_list("kernel", flat=True)
     )

@@ -8,7 +8,9 @@ python -m bench.federation [--edges 200] [--seconds 60] [--kernels-per-packet 1]
 
 Each edge speaks the wire of `federation.consumers` like the real client (`federation.client`):
 a signed hello, then packets (at most `WINDOW` ahead of central's acks), a ping every heartbeat,
-an `applied` for every anchor central broadcasts (unless --no-applied). It keeps its own
+the newest version it received as `applied`, at once and then at most every 0.5 s, as the client
+does (unless --no-applied). Central's broadcasts come as one `anchor` or one `anchors` frame per
+batch; each anchor in it counts as received when the frame arrives. It keeps its own
 in-memory outbox: a packet stays until central acknowledges its id, and after a reconnect
 (exponential backoff with jitter, as the real client) it goes again with the same id, signed
 again with a fresh ts. Unlike the real client it sends a packet the moment it is made (the real
@@ -91,6 +93,8 @@ E8 = e8.anchors()
 # The consumer sends `json.dumps(anchor_message)`: type, kernel and seq come first. Read them
 # without parsing the 64 floats (the anchor is parsed only when the edge moves that kernel).
 ANCHOR = re.compile(r'\{"type": "anchor", "kernel": (\d+), "seq": (\d+),')
+FRAME = '{"type": "anchors", "anchors": ['  # several kernels merged in one of central's batches
+APPLIED_EVERY_S = 0.5  # federation.client.APPLIED_EVERY_S
 
 ENROL = """
 import json, os
@@ -141,6 +145,7 @@ class Edge:
         self.was_connected = False
         self.errors: list[str] = []
         self.wake = asyncio.Event()
+        self.applied_ready = asyncio.Event()
         self.rng = random.Random(index)
 
     # -- packets
@@ -161,7 +166,10 @@ class Edge:
     def _moved(self, kernel: int) -> np.ndarray:
         seq, current = self.anchors.get(kernel, (0, None))
         if isinstance(current, str):
-            current = np.asarray(json.loads(current)["anchor"], dtype=np.float64)
+            message = json.loads(current)
+            items = message["anchors"] if message.get("type") == "anchors" else [message]
+            found = next(m for m in items if m["kernel"] == kernel)
+            current = np.asarray(found["anchor"], dtype=np.float64)
             self.anchors[kernel] = (seq, current)
         if current is None:
             current = E8[kernel]
@@ -206,6 +214,7 @@ class Edge:
                 asyncio.create_task(self._reader(ws)),
                 asyncio.create_task(self._sender(ws)),
                 asyncio.create_task(self._heartbeat(ws, heartbeat)),
+                asyncio.create_task(self._acknowledger(ws)),
                 asyncio.create_task(stop.wait()),
             ]
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -223,12 +232,16 @@ class Edge:
         async for raw in ws:
             now = time.time()
             text = raw if isinstance(raw, str) else raw.decode("utf-8")
+            if text.startswith(FRAME):
+                for item in ANCHOR.finditer(text):
+                    self._anchor(int(item[1]), int(item[2]), text, now)
+                continue
             found = ANCHOR.match(text)
             if found is None:
                 message = json.loads(text)
                 kind = message.get("type")
                 if kind == "anchor":  # not in the expected layout: read it the long way
-                    await self._anchor(ws, int(message["kernel"]), int(message["seq"]), text, now)
+                    self._anchor(int(message["kernel"]), int(message["seq"]), text, now)
                 elif kind == "ack":
                     self._ack(message, now)
                 elif kind == "rejected":
@@ -240,16 +253,27 @@ class Edge:
                 elif kind == "refused":
                     raise ConnectionError(f"central refused: {message.get('reason')}")
                 continue
-            await self._anchor(ws, int(found[1]), int(found[2]), text, now)
+            self._anchor(int(found[1]), int(found[2]), text, now)
 
-    async def _anchor(self, ws: Any, kernel: int, seq: int, text: str, now: float) -> None:
+    def _anchor(self, kernel: int, seq: int, text: str, now: float) -> None:
         self.received_seq.append(seq)
         self.received_at.append(now)
         if seq > self.anchors.get(kernel, (0, None))[0]:
             self.anchors[kernel] = (seq, text)
-        self.applied = max(self.applied, seq)
-        if self.run.send_applied:
-            await self.send(ws, json.dumps({"type": "applied", "seq": seq}))
+        if seq > self.applied:
+            self.applied = seq
+            self.applied_ready.set()
+
+    async def _acknowledger(self, ws: Any) -> None:
+        """As the client: the newest version back at once, then at most every 0.5 s."""
+        sent = 0
+        while True:
+            await self.applied_ready.wait()
+            self.applied_ready.clear()
+            if self.applied > sent and self.run.send_applied:
+                sent = self.applied
+                await self.send(ws, json.dumps({"type": "applied", "seq": sent}))
+            await asyncio.sleep(APPLIED_EVERY_S)
 
     def _ack(self, message: dict[str, Any], now: float) -> None:
         pid = str(message.get("id", ""))
@@ -526,28 +550,32 @@ def figures(run: Run, truth: dict[str, Any], counters: dict[str, int]) -> dict[s
     for edge in edges:
         acked |= edge.acked & sent_ids
 
-    # seq → packet, from central's anchor versions (a lost ack does not hide a merge)
+    # version → its packets, from central's anchor versions (a lost ack does not hide a merge);
+    # one of central's batches merges many packets into one version of a kernel
     packet_index = {pid: i for i, pid in enumerate(run.sent)}
-    seq_packet: dict[int, int] = {}
+    pair_seq: list[int] = []
+    pair_packet: list[int] = []
+    in_version: dict[int, set[str]] = {}
     merges: dict[str, int] = {}
     for seq, pids in truth["versions"]:
+        in_version[int(seq)] = set(pids)
         for pid in pids:
             if pid in packet_index:
-                seq_packet[int(seq)] = packet_index[pid]
+                pair_seq.append(int(seq))
+                pair_packet.append(packet_index[pid])
                 merges[pid] = merges.get(pid, 0) + 1
     mismatched = sum(
         1
         for e in edges
         for pid, versions in e.ack_versions.items()
         for seq in versions.values()
-        if seq_packet.get(seq) != packet_index.get(pid)
+        if pid not in in_version.get(seq, ())
     )
 
     # the time each packet was sent: the send central applied (its ts), else the last one
     n = len(run.sent)
     sent_at = np.full(n, np.nan)
     sender = np.full(n, -1, dtype=np.int64)
-    seqs_of = np.zeros(n, dtype=np.int64)
     for pid, i in packet_index.items():
         edge = edges[run.sent[pid]]
         sends = edge.sends.get(pid, [])
@@ -559,30 +587,28 @@ def figures(run: Run, truth: dict[str, Any], counters: dict[str, int]) -> dict[s
         ]
         sent_at[i] = match[0] if match else sends[-1]
         sender[i] = edge.index
-    for i in seq_packet.values():
-        seqs_of[i] += 1
+    seqs = np.asarray(pair_seq, dtype=np.int64)
+    owners = np.asarray(pair_packet, dtype=np.int64)
+    seqs_of = np.bincount(owners, minlength=n)
 
-    top = max(seq_packet, default=0)
-    by_seq = np.full(top + 1, -1, dtype=np.int64)
-    for seq, i in seq_packet.items():
-        by_seq[seq] = i
+    # a packet reaches another edge when that edge has every version the packet is merged into
+    top = int(seqs.max()) if len(seqs) else 0
     latencies: list[np.ndarray] = []
     delivered = 0
     for edge in edges:
-        seqs = np.frombuffer(edge.received_seq, dtype=np.int64)
+        got = np.frombuffer(edge.received_seq, dtype=np.int64)
         at = np.frombuffer(edge.received_at, dtype=np.float64)
-        seqs, first = np.unique(seqs, return_index=True)
-        at = at[first]
-        keep = seqs <= top
-        seqs, at = seqs[keep], at[keep]
-        idx = by_seq[seqs]
-        keep = (idx >= 0) & (sender[np.maximum(idx, 0)] != edge.index)
-        idx, at = idx[keep], at[keep]
+        got, first = np.unique(got, return_index=True)
+        keep = got <= top
+        when = np.full(top + 1, np.nan)
+        when[got[keep]] = at[first][keep]
+        t = when[seqs]
+        ok = ~np.isnan(t)
         last = np.full(n, -np.inf)
-        count = np.zeros(n, dtype=np.int64)
-        np.maximum.at(last, idx, at)
-        np.add.at(count, idx, 1)
-        complete = (count > 0) & (count == seqs_of) & ~np.isnan(sent_at)
+        np.maximum.at(last, owners[ok], t[ok])
+        count = np.bincount(owners[ok], minlength=n)
+        complete = (seqs_of > 0) & (count == seqs_of) & (sender != edge.index)
+        complete &= ~np.isnan(sent_at)
         delivered += int(complete.sum())
         latencies.append((last[complete] - sent_at[complete]) * 1000)
     pairs = np.concatenate(latencies) if latencies else np.zeros(0)

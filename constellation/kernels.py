@@ -159,16 +159,20 @@ def _serve(
         log.warning("could not publish %s for kernel %s", kind, kernel.index, exc_info=True)
 
 
-def publish_anchor_moved(index: int, anchor: Any, version: int, why: str) -> None:
-    """Federation moved the kernel's anchor (central's merge, an edge following it): the grid
-    shows the new drift, once the row commits."""
-    message = {
+def anchor_moved_message(index: int, anchor: Any, version: int, why: str) -> dict[str, Any]:
+    return {
         "kind": "kernel.anchor_moved",
         "index": index,
         "anchor_drift": anchor_drift(index, anchor),
         "anchor_version": version,
         "reason": why,
     }
+
+
+def publish_anchor_moved(index: int, anchor: Any, version: int, why: str) -> None:
+    """Federation moved the kernel's anchor (central's merge, an edge following it): the grid
+    shows the new drift, once the row commits."""
+    message = anchor_moved_message(index, anchor, version, why)
 
     def send() -> None:
         try:

@@ -52,17 +52,26 @@ def event_message(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def stamped(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if topic not in TOPICS:
+        raise ValueError(f"unknown telemetry topic {topic!r}; known: {', '.join(TOPICS)}")
+    return payload if "time" in payload else {**payload, "time": datetime.now(UTC).isoformat()}
+
+
+async def apublish(topic: str, payload: dict[str, Any]) -> None:
+    """`publish` from the web server's event loop itself (no hand-over to it and back)."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(group_name(topic), event_message(topic, stamped(topic, payload)))
+
+
 def publish(topic: str, payload: dict[str, Any]) -> None:
     """Send ``payload`` to every client subscribed to ``topic``. Safe from any thread.
 
     Every live payload carries ``time`` (ISO 8601, UTC): when it was published, unless the
     publisher set it already.
     """
-    if topic not in TOPICS:
-        raise ValueError(f"unknown telemetry topic {topic!r}; known: {', '.join(TOPICS)}")
-    if "time" not in payload:
-        payload = {**payload, "time": datetime.now(UTC).isoformat()}
-    group_send(group_name(topic), event_message(topic, payload))
+    group_send(group_name(topic), event_message(topic, stamped(topic, payload)))
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("federation.client")
 WINDOW = 32
 MAX_BACKOFF_S = 30.0
 POLL_S = 0.25
+APPLIED_EVERY_S = 0.5  # the newest applied version goes back at most this often
 
 
 def ws_url(central: str) -> str:
@@ -47,6 +48,8 @@ class Client:
         self.in_flight: set[str] = set()
         self.stopping = asyncio.Event()
         self.was_connected = False
+        self.applied = 0  # the newest version applied and not yet acknowledged to central
+        self.applied_ready = asyncio.Event()
 
     async def run(self) -> None:
         from federation import edge
@@ -108,6 +111,7 @@ class Client:
                 asyncio.create_task(self._reader(ws)),
                 asyncio.create_task(self._sender(ws)),
                 asyncio.create_task(self._heartbeat(ws, heartbeat)),
+                asyncio.create_task(self._acknowledger(ws)),
                 asyncio.create_task(self.stopping.wait()),
             ]
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -135,10 +139,13 @@ class Client:
                 await self.db(edge.refused)(pid, reason)
                 self.in_flight.discard(pid)
                 await self.db(edge.publish_status)()
-            elif kind == "anchor":
-                seq = await self.db(edge.apply_anchor)(message)
-                if seq is not None:
-                    await ws.send(json.dumps({"type": "applied", "seq": seq}))
+            elif kind in ("anchor", "anchors"):
+                batch = message.get("anchors") if kind == "anchors" else [message]
+                for item in batch if isinstance(batch, list) else []:
+                    seq = await self.db(edge.apply_anchor)(item) if isinstance(item, dict) else None
+                    if seq is not None and seq > self.applied:
+                        self.applied = seq
+                        self.applied_ready.set()
             elif kind == "refused":
                 if message.get("reason") == "revoked node":
                     raise Revoked(str(message.get("detail", "")))
@@ -166,6 +173,18 @@ class Client:
                         break
             if not sent:
                 await asyncio.sleep(POLL_S)
+
+    async def _acknowledger(self, ws: Any) -> None:
+        """The newest applied version back to central: at once, then at most every
+        `APPLIED_EVERY_S` (a burst of anchors is acknowledged by its last version)."""
+        sent = 0
+        while True:
+            await self.applied_ready.wait()
+            self.applied_ready.clear()
+            if self.applied > sent:
+                sent = self.applied
+                await ws.send(json.dumps({"type": "applied", "seq": sent}))
+            await asyncio.sleep(APPLIED_EVERY_S)
 
     async def _heartbeat(self, ws: Any, every: float) -> None:
         while True:

@@ -5,6 +5,7 @@ API's HTTP requests take a Django handler with a middleware chain of their own
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -50,3 +51,8 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 if settings.EMBEDDED_WORKER and os.environ.get("QIG_START_EMBEDDED_WORKER") == "1":
     embedded.start()
+
+# Everything loaded so far (Django, torch, the apps) lives as long as the process: keep it out of
+# the cyclic collector's full passes, which otherwise stop every thread for 150-200 ms every few
+# seconds under load (measured with bench.federation, docs/federation.md "Under load").
+gc.freeze()

@@ -67,6 +67,7 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psutil
@@ -221,8 +222,8 @@ class Edge:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                failure = task.exception()
+            failures = [task.exception() for task in done]  # each one read: none left unretrieved
+            for failure in failures:
                 if failure is not None:
                     raise failure
             if not stop.is_set():
@@ -492,9 +493,9 @@ def pick_redis_db() -> int:
     product flushes the one it gets, so take one nobody is using now."""
     import redis
 
-    url = os.environ["REDIS_URL"]
-    for db in range(15, 1, -1):
-        if redis.Redis.from_url(url, db=db).dbsize() == 0:
+    parts = urlsplit(os.environ["REDIS_URL"])
+    for db in range(15, 1, -1):  # the database goes in the URL: it wins over a db= argument
+        if redis.Redis.from_url(urlunsplit(parts._replace(path=f"/{db}"))).dbsize() == 0:
             return db
     raise RuntimeError("no empty Redis database among 2..15; pass --redis-db")
 

@@ -59,6 +59,9 @@ class FederationConsumer(AsyncWebsocketConsumer):
     hello_timer: asyncio.TimerHandle | None = None
     closing: asyncio.Task[None] | None = None
     public: Any = None  # the node's Ed25519 public key, loaded at the hello
+    # Broadcast frames that came while the hello was still being answered: sent after the
+    # welcome and the catch-up, in order (None once they went).
+    early: list[str] | None = None
 
     async def connect(self) -> None:
         if settings.FEDERATION != "central":
@@ -151,7 +154,8 @@ class FederationConsumer(AsyncWebsocketConsumer):
         self.node = node
         self.public = packets.load_public(node.public_key)
         self.held = central.held(node.size)
-        _batch().edges.add(self)
+        self.early = []
+        _batch().edges.add(self)  # before the catch-up is read: no version falls in between
         await self.channel_layer.group_add(central.EDGES_GROUP, self.channel_name)
         await self.channel_layer.group_add(central.node_group(str(node.uuid)), self.channel_name)
         await database_sync_to_async(central.set_online)(node.pk, True)
@@ -166,6 +170,9 @@ class FederationConsumer(AsyncWebsocketConsumer):
         after = int(applied) if isinstance(applied, int) and applied >= 0 else 0
         for anchor in await database_sync_to_async(central.catch_up)(node, after):
             await self.send(text_data=json.dumps(anchor))
+        while self.early:
+            await self.send(text_data=self.early.pop(0))
+        self.early = None
         _publish_soon()
 
     # ---- group messages ------------------------------------------------------------------------
@@ -281,9 +288,13 @@ class _Batch:
                     )
                 )
             frame = frames[consumer.held]
-            if frame is not None:
-                with contextlib.suppress(Exception):
-                    await consumer.send(text_data=frame)
+            if frame is None:
+                continue
+            if consumer.early is not None:
+                consumer.early.append(frame)
+                continue
+            with contextlib.suppress(Exception):
+                await consumer.send(text_data=frame)
 
 
 _batches: dict[asyncio.AbstractEventLoop, _Batch] = {}

@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings as django_settings
+from django.db import transaction
 from django.utils import timezone
 
 from constellation.engine import e8, fisher_rao, geodesic, karcher_mean
@@ -623,3 +624,103 @@ async def test_applied_moves_the_nodes_applied_version_forward_only(
     assert await applied("3") == seqs[2]
     assert (await db(node_row)(a)).applied_version == 0
     assert await db(central.lag_s)(await db(node_row)(b)) == 0.0
+
+
+# ---- batches ------------------------------------------------------------------------------------
+def _arrival(edge: Edge, packet: dict[str, Any]) -> central.Arrival:
+    node = Node.objects.get(pk=edge.node.pk)
+    checked = central.check_packet(
+        node, packets.load_public(node.public_key), wire(packet), time.time()
+    )
+    return central.Arrival(node.pk, edge.uuid, node.name, checked, len(wire(packet)))
+
+
+def test_a_batch_merges_each_kernel_once_over_every_update_and_applies_each_id_once(
+    edges: tuple[Edge, Edge],
+) -> None:
+    a, b = edges
+    before = np.asarray(kernel_anchor(K0))
+    ua, ub, uk1 = update_anchor(K0, NOT_HELD), update_anchor(K0, NOT_HELD + 1), update_anchor(K1)
+    first = a.packet({K0: (ua, 30.0)})
+    second = b.packet({K0: (ub, 70.0), K1: (uk1, 20.0)})
+    arrivals = [_arrival(a, first), _arrival(b, second), _arrival(a, first)]  # the first twice
+
+    done = central.apply_batch(arrivals)
+
+    versions = {v.kernel: v for v in AnchorVersion.objects.all()}
+    assert sorted(versions) == sorted([K0, K1])  # one version per kernel, not per packet
+    k0, k1 = versions[K0], versions[K1]
+    assert k0.packets == [first["id"], second["id"]] and k0.nodes == [a.uuid, b.uuid]
+    prior = django_settings.FEDERATION_PRIOR_WEIGHT
+    assert k0.mass == pytest.approx(prior + 100.0) and k1.mass == pytest.approx(prior + 20.0)
+    # The weighted Karcher mean of the kernel's anchor and every update of the batch (the
+    # updates travelled rounded to 9 decimals).
+    wanted = karcher_mean(np.asarray([before, ua, ub]), np.asarray([prior, 30.0, 70.0]))
+    assert fisher_rao(np.asarray(k0.anchor), wanted) < 1e-7
+    assert fisher_rao(np.asarray(kernel_anchor(K0)), np.asarray(k0.anchor)) < 1e-12
+
+    assert done.replies == [
+        {"type": "ack", "id": first["id"], "versions": {str(K0): k0.seq}},
+        {"type": "ack", "id": second["id"], "versions": {str(K0): k0.seq, str(K1): k1.seq}},
+        {"type": "ack", "id": first["id"], "duplicate": True},
+    ]
+    assert sorted((m["seq"], m["kernel"]) for m in done.broadcast) == sorted(
+        [(k0.seq, K0), (k1.seq, K1)]
+    )
+    assert [m["seq"] for m in done.broadcast] == sorted(m["seq"] for m in done.broadcast)
+    for message in done.broadcast:
+        packets.verify(message, central_public(), "anchor")
+    assert sorted(m["index"] for m in done.moved) == sorted([K0, K1])
+    assert ReceivedPacket.objects.count() == 2
+    assert (node_row(a).packets_in, node_row(a).duplicates) == (1, 1)
+    assert (node_row(b).packets_in, node_row(b).duplicates) == (1, 0)
+
+
+def test_a_batch_refuses_a_node_revoked_after_its_packet_was_checked(
+    edges: tuple[Edge, Edge],
+) -> None:
+    a, b = edges
+    checked = _arrival(a, a.packet())
+    central.revoke(node_row(a))
+    done = central.apply_batch([checked, _arrival(b, b.packet())])
+    assert done.replies[0]["type"] == "rejected" and done.replies[0]["reason"] == "revoked node"
+    assert done.replies[1]["type"] == "ack"
+    assert list(ReceivedPacket.objects.values_list("node", flat=True)) == [b.node.pk]
+    assert rejections(a) == ["revoked node"]
+
+
+def test_the_merged_anchor_does_not_depend_on_the_order_of_the_batch(
+    edges: tuple[Edge, Edge],
+) -> None:
+    a, b = edges
+    first = _arrival(a, a.packet({K0: (update_anchor(K0, NOT_HELD), 30.0)}))
+    second = _arrival(b, b.packet({K0: (update_anchor(K0, NOT_HELD + 1), 70.0)}))
+    start = kernel_anchor(K0)
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        central.apply_batch([first, second])
+        forward = kernel_anchor(K0)
+        raise RuntimeError("roll back")
+    assert kernel_anchor(K0) == start
+    central.apply_batch([second, first])
+    assert fisher_rao(np.asarray(kernel_anchor(K0)), np.asarray(forward)) < 1e-9
+
+
+async def test_kernels_merged_in_one_batch_reach_an_edge_in_one_frame(
+    edges: tuple[Edge, Edge], sockets: list[Any]
+) -> None:
+    a, b = edges
+    sender = await greeted(sockets, a)
+    listener = await greeted(sockets, b)
+    packet = a.packet({K0: (update_anchor(K0), 10.0), K1: (update_anchor(K1), 10.0)})
+    await sender.send_to(text_data=wire(packet))
+    ack = await next_json(sender)
+    assert ack["type"] == "ack" and sorted(ack["versions"]) == sorted([str(K0), str(K1)])
+    frame = await next_json(listener)
+    assert frame["type"] == "anchors", frame
+    assert {m["kernel"]: m["seq"] for m in frame["anchors"]} == {
+        K0: ack["versions"][str(K0)],
+        K1: ack["versions"][str(K1)],
+    }
+    for message in frame["anchors"]:
+        packets.verify(message, central_public(), "anchor")
+    assert await listener.receive_nothing(timeout=0.2)  # one frame, not one per kernel

@@ -48,10 +48,9 @@ def own_redis(url: str) -> str:
     must not share queues: one's `gpu` worker would take the other's job claims, find nothing
     to claim in its own database, and the other's job would never run.
     """
-    parts = urlsplit(url)
-    db = next(_REDIS_DBS)
-    redis.Redis.from_url(url, db=db).flushdb()
-    return urlunsplit(parts._replace(path=f"/{db}"))
+    own = urlunsplit(urlsplit(url)._replace(path=f"/{next(_REDIS_DBS)}"))
+    redis.Redis.from_url(own).flushdb()  # (a db= argument loses to a database in the URL)
+    return own
 
 
 class Product:

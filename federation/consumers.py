@@ -40,7 +40,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from dashboard.services import apublish
-from federation import central, packets
+from federation import central, packets, receiving
 from federation.models import Node
 
 log = logging.getLogger(__name__)
@@ -102,15 +102,15 @@ class FederationConsumer(AsyncWebsocketConsumer):
         kind = _peek_type(raw)
         if kind == "packet":
             try:
-                packet = central.check_packet(self.node, self.public, raw, time.time())
+                packet = receiving.check_packet(self.node, self.public, raw, time.time())
             except packets.Rejected as refused:
-                reply = await database_sync_to_async(central.refuse)(self.node.pk, raw, refused)
+                reply = await database_sync_to_async(receiving.refuse)(self.node.pk, raw, refused)
                 await self.send(text_data=json.dumps(reply))
                 _publish_soon()
                 return
             size = len(raw.encode("utf-8"))
             node = self.node
-            _batch().add(self, central.Arrival(node.pk, str(node.uuid), node.name, packet, size))
+            _batch().add(self, receiving.Arrival(node.pk, str(node.uuid), node.name, packet, size))
         elif kind == "applied":
             # Kept in memory and written with the batch, once a second at most (and at the
             # disconnect), not once per message.
@@ -129,7 +129,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
         else:
             detail = "not a JSON object" if kind == "malformed" else f"unknown type {kind!r}"
             rejected = packets.Rejected("malformed", detail)
-            await database_sync_to_async(central.record_rejection)(
+            await database_sync_to_async(receiving.record_rejection)(
                 self.node.pk, "", "", rejected, len(raw.encode("utf-8"))
             )
             await self.send(text_data=json.dumps({"type": "rejected", "id": "",
@@ -199,7 +199,7 @@ class _Batch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.arrivals: list[tuple[FederationConsumer, central.Arrival]] = []
+        self.arrivals: list[tuple[FederationConsumer, receiving.Arrival]] = []
         self.applied: dict[int, int] = {}  # node id -> the newest version it acknowledged
         self.edges: set[FederationConsumer] = set()
         self.task: asyncio.Task[None] | None = None
@@ -207,7 +207,7 @@ class _Batch:
         self.flushed_at = 0.0
         self.applied_at = 0.0
 
-    def add(self, consumer: FederationConsumer, arrival: central.Arrival) -> None:
+    def add(self, consumer: FederationConsumer, arrival: receiving.Arrival) -> None:
         self.arrivals.append((consumer, arrival))
         self.wake.set()
         self._kick()
@@ -249,7 +249,7 @@ class _Batch:
             self.applied_at = time.monotonic()
         self.flushed_at = time.monotonic()
         try:
-            done = await database_sync_to_async(central.apply_batch)(
+            done = await database_sync_to_async(receiving.apply_batch)(
                 [a for _, a in arrivals], applied
             )
         except Exception:
@@ -343,7 +343,7 @@ def _publish_soon() -> None:
 
 
 def _peek_type(raw: str) -> str:
-    """The message's type without full validation (a packet is validated in `central.receive`)."""
+    """The message's type without full validation (a packet is validated in `receiving.receive`)."""
     try:
         message = json.loads(raw) if len(raw) <= packets.MAX_PACKET_BYTES + 64 else None
     except (ValueError, RecursionError):

@@ -24,7 +24,7 @@ from django.utils import timezone
 from constellation.engine import e8, fisher_rao, geodesic, karcher_mean
 from constellation.models import Kernel
 from constellation.services import ensure_kernels
-from federation import central, consumers, keys, packets
+from federation import central, consumers, keys, packets, receiving
 from federation.models import AnchorVersion, Node, ReceivedPacket, Rejection
 from qigcenter.asgi import application
 
@@ -566,7 +566,7 @@ def _merge_versions(edge: Edge) -> list[int]:
     seqs = []
     for kernel, toward in ((K0, NOT_HELD), (K0, NOT_HELD + 1), (K1, NOT_HELD)):
         packet = edge.packet({kernel: (update_anchor(kernel, toward), 10.0)})
-        outcome = central.receive(edge.node.pk, wire(packet), time.time())
+        outcome = receiving.receive(edge.node.pk, wire(packet), time.time())
         assert outcome.reply["type"] == "ack", outcome.reply
         seqs.append(outcome.reply["versions"][str(kernel)])
     return seqs
@@ -627,12 +627,12 @@ async def test_applied_moves_the_nodes_applied_version_forward_only(
 
 
 # ---- batches ------------------------------------------------------------------------------------
-def _arrival(edge: Edge, packet: dict[str, Any]) -> central.Arrival:
+def _arrival(edge: Edge, packet: dict[str, Any]) -> receiving.Arrival:
     node = Node.objects.get(pk=edge.node.pk)
-    checked = central.check_packet(
+    checked = receiving.check_packet(
         node, packets.load_public(node.public_key), wire(packet), time.time()
     )
-    return central.Arrival(node.pk, edge.uuid, node.name, checked, len(wire(packet)))
+    return receiving.Arrival(node.pk, edge.uuid, node.name, checked, len(wire(packet)))
 
 
 def test_a_batch_merges_each_kernel_once_over_every_update_and_applies_each_id_once(
@@ -645,7 +645,7 @@ def test_a_batch_merges_each_kernel_once_over_every_update_and_applies_each_id_o
     second = b.packet({K0: (ub, 70.0), K1: (uk1, 20.0)})
     arrivals = [_arrival(a, first), _arrival(b, second), _arrival(a, first)]  # the first twice
 
-    done = central.apply_batch(arrivals)
+    done = receiving.apply_batch(arrivals)
 
     versions = {v.kernel: v for v in AnchorVersion.objects.all()}
     assert sorted(versions) == sorted([K0, K1])  # one version per kernel, not per packet
@@ -682,7 +682,7 @@ def test_a_batch_refuses_a_node_revoked_after_its_packet_was_checked(
     a, b = edges
     checked = _arrival(a, a.packet())
     central.revoke(node_row(a))
-    done = central.apply_batch([checked, _arrival(b, b.packet())])
+    done = receiving.apply_batch([checked, _arrival(b, b.packet())])
     assert done.replies[0]["type"] == "rejected" and done.replies[0]["reason"] == "revoked node"
     assert done.replies[1]["type"] == "ack"
     assert list(ReceivedPacket.objects.values_list("node", flat=True)) == [b.node.pk]
@@ -697,11 +697,11 @@ def test_the_merged_anchor_does_not_depend_on_the_order_of_the_batch(
     second = _arrival(b, b.packet({K0: (update_anchor(K0, NOT_HELD + 1), 70.0)}))
     start = kernel_anchor(K0)
     with contextlib.suppress(RuntimeError), transaction.atomic():
-        central.apply_batch([first, second])
+        receiving.apply_batch([first, second])
         forward = kernel_anchor(K0)
         raise RuntimeError("roll back")
     assert kernel_anchor(K0) == start
-    central.apply_batch([second, first])
+    receiving.apply_batch([second, first])
     assert fisher_rao(np.asarray(kernel_anchor(K0)), np.asarray(forward)) < 1e-9
 
 

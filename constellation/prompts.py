@@ -4,6 +4,7 @@ the model's over Ollama's defaults)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -36,6 +37,8 @@ def sampling_options(spec: ModelSpec, options: Any) -> Sampling:
     num_ctx = merged.get("num_ctx")
     if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int | float)):
         raise BadRequest("invalid options: num_ctx: expected a number")
+    if num_ctx is not None and not (math.isfinite(num_ctx) and 0 <= num_ctx < 2**31):
+        raise BadRequest(f"invalid options: num_ctx: {num_ctx!r} is out of range (0 to 2^31-1)")
     return Sampling(opts, int(num_ctx) if num_ctx else None)
 
 

@@ -133,6 +133,8 @@ class Generation:
             if not reason:
                 if ticket.done_reason == "cancelled":
                     raise InferenceError("the model was unloaded while generating")
+                if ticket.done_reason == "error":
+                    raise InferenceError(f"generation failed: {ticket.error}")
                 reason = ticket.done_reason or "stop"
                 text = decode(ids)
                 tail = text[sent:].replace("\ufffd", "") if stops else text[sent:]

@@ -7,6 +7,7 @@ draw. temperature ≤ 0 is greedy. Each request draws from its own `torch.Genera
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 
 
 @dataclass
@@ -75,6 +79,11 @@ class SamplingOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{f.name}: expected a number, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}: expected a finite number, got {value!r}")
+            low, high = SEED_RANGE if f.name == "seed" else INT64_RANGE
+            if casts[f.name] is int and not low <= value <= high:
+                raise ValueError(f"{f.name}: {value!r} is out of range ({low} to {high})")
             kwargs[f.name] = casts[f.name](value)
         return cls(**kwargs)
 

@@ -18,6 +18,7 @@ Use it synchronously (`submit` + `step` / `run_until_idle`) or with the backgrou
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -31,6 +32,8 @@ from torch import Tensor
 from .generation import Request
 from .model import KVCache, LoRABank, LoRARoute, SlotCaches, Trunk, cache_dtype
 from .sampling import make_generator, sample_next
+
+log = logging.getLogger(__name__)
 
 
 class Ticket:
@@ -47,6 +50,7 @@ class Ticket:
         self._lock = threading.Lock()
         self._listener: Callable[[int | None], None] | None = None
         self.cancelled = False
+        self.error = ""  # why it failed, when done_reason is "error"
 
     def cancel(self) -> None:
         """Give up on this request (its client went away): the scheduler frees its row, or
@@ -184,12 +188,32 @@ class Scheduler:
                 if not self.pending:
                     break
                 ticket = self.pending.popleft()
-            self._admit(ticket)
+            try:
+                self._admit(ticket)
+            except Exception as exc:  # this request's failure: the others go on
+                log.exception("engine: a request failed while it was admitted")
+                self._fail([ticket], exc)
             worked = True
         if self.active:
-            self._decode_step()
+            try:
+                self._decode_step()
+            except (
+                Exception
+            ) as exc:  # a batched step cannot say whose: its rows fail, not the thread
+                log.exception(
+                    "engine: a decode step failed; its %d request(s) end", len(self.active)
+                )
+                failed, self.active = [row.ticket for row in self.active], []
+                self._route_slots = self._route = None
+                self._fail(failed, exc)
             worked = True
         return worked
+
+    @staticmethod
+    def _fail(tickets: list[Ticket], exc: BaseException) -> None:
+        for ticket in tickets:
+            ticket.error = f"{type(exc).__name__}: {exc}"[:300]
+            ticket._finish("error")
 
     def _drop_cancelled(self) -> bool:
         """Finish cancelled requests, queued or decoding, freeing their rows."""
@@ -286,9 +310,16 @@ class Scheduler:
         return still
 
     def _sample(self, row: _Row, logits: Tensor) -> bool:
-        """Draw the row's next token, emit it; True when the request has finished."""
+        """Draw the row's next token, emit it; True when the request has finished (a failure
+        to draw finishes this row alone, with "error")."""
         opts = row.ticket.request.options
-        return self._take(row, sample_next(logits, row.history, opts, row.gen, self.eot_id))
+        try:
+            tok = sample_next(logits, row.history, opts, row.gen, self.eot_id)
+        except Exception as exc:
+            log.exception("engine: sampling failed for one request")
+            self._fail([row.ticket], exc)
+            return True
+        return self._take(row, tok)
 
     def _take(self, row: _Row, tok: int) -> bool:
         """Record and emit the row's next token; True when the request has finished."""
@@ -322,7 +353,12 @@ class Scheduler:
     def _loop(self) -> None:
         use_threads(self.threads)
         while self._running:
-            if not self.step():
+            try:
+                worked = self.step()
+            except Exception:  # never the thread: every request after this one must be served
+                log.exception("engine: a scheduler step failed")
+                worked = False
+            if not worked:
                 self._wake.wait(0.05)
                 self._wake.clear()
 

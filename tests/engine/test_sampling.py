@@ -153,3 +153,25 @@ def test_ignore_eos_generates_past_end_of_text_until_num_predict(trunk):
     assert SamplingOptions.from_ollama({"ignore_eos": True}).ignore_eos
     with pytest.raises(ValueError, match="ignore_eos"):
         SamplingOptions.from_ollama({"ignore_eos": "yes"})
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"seed": 2**70}, "seed"),
+        ({"seed": -(2**70)}, "seed"),
+        ({"num_predict": float("inf")}, "num_predict"),
+        ({"top_k": float("nan")}, "top_k"),
+        ({"repeat_last_n": 1e400}, "repeat_last_n"),  # what JSON's 1e400 parses to
+        ({"temperature": float("inf")}, "temperature"),
+        ({"num_predict": 2**64}, "num_predict"),
+    ],
+)
+def test_non_finite_and_out_of_range_options_are_refused_by_name(options, field):
+    with pytest.raises(ValueError, match=field):
+        SamplingOptions.from_ollama(options)
+
+
+def test_the_whole_seed_range_torch_takes_is_accepted():
+    for seed in (-(2**63), 0, 2**63, 2**64 - 1):
+        assert SamplingOptions.from_ollama({"seed": seed}).seed == seed

@@ -240,3 +240,67 @@ def test_auto_threads_leave_cores_to_the_event_loop(monkeypatch):
     for cores, expected in [(1, 1), (2, 1), (4, 1), (8, 3), (16, 7)]:
         monkeypatch.setattr(scheduler.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
         assert scheduler.auto_threads() == expected
+
+
+def test_a_request_that_fails_on_admission_fails_alone_and_the_next_is_served(setup):
+    trunk, bank = setup
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=2)
+    sched.start()
+    try:
+        # past what the options parser lets through: the generator cannot take this seed
+        broken = sched.submit(Request([1, 2], [(3, 1.0)], SamplingOptions(seed=2**70)))
+        assert broken.wait(10) and broken.done_reason == "error"
+        assert "seed" in broken.error.lower() or "overflow" in broken.error.lower()
+        good = Request([1, 2, 3], [(3, 1.0)], SamplingOptions(temperature=0, num_predict=5))
+        ticket = sched.submit(good)
+        assert ticket.wait(10) and ticket.done_reason in ("stop", "length")
+        assert ticket.tokens == generate(trunk, [good], eot_id=EOT, bank=bank)[0]
+    finally:
+        sched.stop()
+
+
+def test_a_failed_decode_step_ends_its_rows_not_the_thread(setup, monkeypatch):
+    trunk, bank = setup
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=2)
+    opts = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=20)
+    first = sched.submit(Request([1, 2], [(3, 1.0)], opts))
+    second = sched.submit(Request([4, 5], [(4, 1.0)], opts))
+    sched.step()  # both admitted and one step decoded
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(sched, "_decode_step", broken)
+    sched.step()
+    assert (first.done_reason, second.done_reason) == ("error", "error")
+    assert "injected" in first.error and sched.active == []
+    monkeypatch.undo()
+
+    again = Request([1, 2, 3], [(3, 1.0)], SamplingOptions(temperature=0, num_predict=5))
+    ticket = sched.submit(again)
+    sched.run_until_idle()
+    assert ticket.tokens == generate(trunk, [again], eot_id=EOT, bank=bank)[0]
+
+
+def test_a_sampling_failure_ends_that_row_only(setup, monkeypatch):
+    trunk, bank = setup
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=2)
+    plain = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=6)
+    doomed = SamplingOptions(temperature=0.9, seed=3, num_predict=6)
+    import constellation.engine.scheduler as module
+
+    real = module.sample_next
+
+    def picky(logits, history, opts, gen, eot_id=None):
+        if opts is doomed:
+            raise RuntimeError("injected sampling failure")
+        return real(logits, history, opts, gen, eot_id)
+
+    monkeypatch.setattr(module, "sample_next", picky)
+    ok_request = Request([1, 2, 3], [(3, 1.0)], plain)
+    ok = sched.submit(ok_request)
+    bad = sched.submit(Request([4, 5], [(4, 1.0)], doomed))
+    sched.run_until_idle()
+    assert bad.done_reason == "error" and "injected" in bad.error
+    assert ok.done_reason in ("stop", "length")
+    assert ok.tokens == generate(trunk, [ok_request], eot_id=EOT, bank=bank)[0]

@@ -127,6 +127,32 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
             "keep_alive",
         ),
         ("/api/generate", {"model": MODEL, "context": ["a"]}, 400, "context"),
+        # a seed past 64 bits once killed the scheduler's thread, and every request after it hung
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "options": {"seed": 2**70}},
+            400,
+            "seed",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "options": {"num_predict": 1e400}}' % MODEL.encode(),
+            400,
+            "num_predict",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "options": {"num_ctx": NaN}}' % MODEL.encode(),
+            400,
+            "num_ctx",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "options": {"temperature": Infinity}}'
+            % MODEL.encode(),
+            400,
+            "temperature",
+        ),
         ("/api/generate", {"model": MODEL, "prompt": "hi", "context": [10**9]}, 400, "vocabulary"),
         (
             "/api/chat",

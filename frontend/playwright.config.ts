@@ -54,6 +54,14 @@ if (process.env.DATABASE_URL && !process.env.QIG_E2E_DATABASE_URL) {
   process.env.QIG_E2E_DATABASE_URL = url.toString();
 }
 
+// With Redis (services mode), its database emptied, like a fresh install: the backend tests that
+// ran before in this database leave telemetry history behind (a GPU node's samples from minutes
+// ago, which the fleet panel would show as this server's).
+if (process.env.REDIS_URL && !process.env.QIG_E2E_REDIS_FLUSHED) {
+  execFileSync('redis-cli', ['-u', process.env.REDIS_URL, 'flushdb'], { stdio: 'ignore' });
+  process.env.QIG_E2E_REDIS_FLUSHED = '1'; // once per run: workers re-read this file
+}
+
 /** The runner's environment (DATABASE_URL, REDIS_URL… from CI), minus unset entries. */
 const inherited = Object.fromEntries(
   Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined),

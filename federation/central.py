@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, IntegerField, Max, Value, When
+from django.db.models import Case, F, IntegerField, Max, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from constellation.engine import e8
@@ -230,13 +230,23 @@ def acknowledged_many(applied: dict[int, int]) -> None:
 def lag_s(node: Node, now: datetime | None = None) -> float | None:
     """How far behind the edge is: the age of the oldest version of its kernels that it has not
     applied; 0 when it is up to date, None before it joined."""
-    if node.joined_at is None:
-        return None
-    oldest = (
-        AnchorVersion.objects.filter(seq__gt=node.applied_version, kernel__in=held(node.size))
-        .order_by("seq")
-        .first()
-    )
-    if oldest is None:
-        return 0.0
-    return round(((now or timezone.now()) - oldest.created_at).total_seconds(), 3)
+    return lags([node], now)[node.pk]
+
+
+def lags(nodes: list[Node], now: datetime | None = None) -> dict[int, float | None]:
+    """`lag_s` of many nodes in one query per size: each node's oldest version not applied,
+    found by the database."""
+    now = now or timezone.now()
+    found: dict[int, float | None] = {n.pk: None for n in nodes if n.joined_at is None}
+    for size in {n.size for n in nodes if n.joined_at is not None}:
+        oldest = AnchorVersion.objects.filter(
+            seq__gt=OuterRef("applied_version"), kernel__in=held(size)
+        ).order_by("seq")
+        rows = (
+            Node.objects.filter(pk__in=[n.pk for n in nodes], size=size, joined_at__isnull=False)
+            .annotate(oldest=Subquery(oldest.values("created_at")[:1]))
+            .values_list("pk", "oldest")
+        )
+        for pk, at in rows:
+            found[pk] = 0.0 if at is None else round((now - at).total_seconds(), 3)
+    return found

@@ -343,7 +343,7 @@ def _publish_soon() -> None:
 
 
 def _peek_type(raw: str) -> str:
-    """The message's type without full validation (a packet is validated in `receiving.receive`)."""
+    """The message's type without full validation (`receiving.check_packet` validates a packet)."""
     try:
         message = json.loads(raw) if len(raw) <= packets.MAX_PACKET_BYTES + 64 else None
     except (ValueError, RecursionError):

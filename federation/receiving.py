@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,15 +29,6 @@ from federation.central import acknowledged_many, anchor_message, held, next_ver
 from federation.models import AnchorVersion, Node, ReceivedPacket, Rejection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    """What the consumer answers: `reply` to the sender, `broadcast` (signed anchor messages,
-    one per merged kernel) to every edge holding the kernel."""
-
-    reply: dict[str, Any]
-    broadcast: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,24 +79,6 @@ def refuse(node_id: int, raw: str, rejected: packets.Rejected) -> dict[str, Any]
     return {"type": "rejected", "id": pid, "reason": rejected.reason, "detail": rejected.detail}
 
 
-def receive(node_id: int, raw: str, now: float) -> Outcome:
-    """One basin packet from a connected node, on its own (a batch of one): validate, apply at
-    most once, merge. Never raises for bad input: a rejection is recorded, counted and answered
-    with its reason."""
-    try:
-        node = Node.objects.get(pk=node_id)
-        packet = check_packet(node, packets.load_public(node.public_key), raw, now)
-    except packets.Rejected as rejected:
-        return Outcome(refuse(node_id, raw, rejected))
-    arrival = Arrival(node.pk, str(node.uuid), node.name, packet, len(raw.encode("utf-8")))
-    applied = apply_batch([arrival])
-    from dashboard.services import publish
-
-    for message in applied.moved:
-        publish("kernels", message)
-    return Outcome(applied.replies[0], applied.broadcast)
-
-
 @dataclass
 class Applied:
     """A batch's outcome: the reply for each arrival (in order), the signed anchor messages to
@@ -127,8 +100,6 @@ def apply_batch(arrivals: list[Arrival], applied: dict[int, int] | None = None) 
     try:
         with transaction.atomic():
             replies, versions = _apply(arrivals, moved)
-            if applied:
-                acknowledged_many(applied)
     except IntegrityError:
         replies, versions, moved = [], [], []
         for arrival in arrivals:
@@ -136,8 +107,8 @@ def apply_batch(arrivals: list[Arrival], applied: dict[int, int] | None = None) 
                 reply, merged = _apply([arrival], moved)
             replies += reply
             versions += merged
-        if applied:
-            acknowledged_many(applied)
+    if applied:
+        acknowledged_many(applied)
     broadcast = [anchor_message(v) for v in sorted(versions, key=lambda v: v.seq)]
     return Applied(replies, broadcast, moved)
 

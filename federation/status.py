@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count
 from django.utils import timezone
 
 from constellation.engine import e8
+from federation import central
 from federation.models import (
     AnchorVersion,
     EdgeState,
@@ -42,8 +43,8 @@ def node_row(
     per_minute: dict[str, int] | None = None,
     read: dict[int, float | None] | None = None,
 ) -> dict[str, Any]:
-    """One node as the panel shows it; `read`: the lags the caller read already (`lags`)."""
-    from federation.central import lag_s
+    """One node as the panel shows it; `read`: the lags the caller read already
+    (`federation.central.lags`)."""
 
     def iso(value: Any) -> str | None:
         return value.isoformat() if value else None
@@ -56,7 +57,7 @@ def node_row(
         "status": node_status(node),
         "joined_at": iso(node.joined_at),
         "last_seen": iso(node.last_seen_at),
-        "lag_s": read[node.pk] if read is not None else lag_s(node),
+        "lag_s": read[node.pk] if read is not None else central.lag_s(node),
         "applied_version": node.applied_version,
         "packets_in": node.packets_in,
         "packets_rejected": node.packets_rejected,
@@ -65,25 +66,6 @@ def node_row(
         "join_expires_at": iso(node.join_expires_at),
         "created_at": iso(node.created_at),
     }
-
-
-def lags(nodes: list[Node]) -> dict[int, float | None]:
-    """`federation.central.lag_s` for many nodes in one query per size: each node's oldest
-    version not applied, found by the database."""
-    now = timezone.now()
-    found: dict[int, float | None] = {n.pk: None for n in nodes if n.joined_at is None}
-    for size in {n.size for n in nodes if n.joined_at is not None}:
-        oldest = AnchorVersion.objects.filter(
-            seq__gt=OuterRef("applied_version"), kernel__in=e8.preset_kernels(size)
-        ).order_by("seq")
-        rows = (
-            Node.objects.filter(pk__in=[n.pk for n in nodes], size=size, joined_at__isnull=False)
-            .annotate(oldest=Subquery(oldest.values("created_at")[:1]))
-            .values_list("pk", "oldest")
-        )
-        for pk, at in rows:
-            found[pk] = 0.0 if at is None else round((now - at).total_seconds(), 3)
-    return found
 
 
 def per_minute() -> dict[int, dict[str, int]]:
@@ -162,7 +144,7 @@ def history() -> dict[str, Any]:
     if kind == "central":
         minute = per_minute()
         everyone = list(Node.objects.order_by("name"))
-        read = lags(everyone)
+        read = central.lags(everyone)
         nodes = [node_row(n, minute.get(n.pk), read) for n in everyone]
     return {
         "kind": "federation.history",

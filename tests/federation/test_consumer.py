@@ -566,9 +566,9 @@ def _merge_versions(edge: Edge) -> list[int]:
     seqs = []
     for kernel, toward in ((K0, NOT_HELD), (K0, NOT_HELD + 1), (K1, NOT_HELD)):
         packet = edge.packet({kernel: (update_anchor(kernel, toward), 10.0)})
-        outcome = receiving.receive(edge.node.pk, wire(packet), time.time())
-        assert outcome.reply["type"] == "ack", outcome.reply
-        seqs.append(outcome.reply["versions"][str(kernel)])
+        reply = receiving.apply_batch([_arrival(edge, packet)]).replies[0]
+        assert reply["type"] == "ack", reply
+        seqs.append(reply["versions"][str(kernel)])
     return seqs
 
 

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from constellation.models import Conversation, Interaction, Kernel, ModelConfig
 
@@ -38,9 +40,17 @@ class InteractionAdmin(admin.ModelAdmin):
         f.name for f in Interaction._meta.fields if f.name not in ("feedback", "suggested_answer")
     ]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Interaction]:
+        # Other users' app-chat turns are private, in the admin too.
+        return super().get_queryset(request).visible_to(request.user)  # type: ignore[attr-defined]
+
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ["id", "title", "user", "created_at", "updated_at"]
     search_fields = ["title", "user__username"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        # A conversation is its owner's alone: staff see their own here, like in the API.
+        return super().get_queryset(request).filter(user=request.user)

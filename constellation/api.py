@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -9,7 +8,7 @@ from rest_framework.response import Response
 
 from constellation import kernels
 from constellation.interactions import give_feedback
-from constellation.models import Feedback, Interaction, Kernel
+from constellation.models import Feedback, Interaction, InteractionQuerySet, Kernel
 from qigcenter.permissions import IsStaffOrReadOnly
 
 
@@ -118,19 +117,17 @@ class FeedbackSerializer(serializers.Serializer):
 
 
 class InteractionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Answered chats and generations: staff see all; a developer their own and API clients'."""
+    """Answered chats and generations: a developer sees their own and API clients'; staff every
+    one but other users' app-chat turns (`Interaction.objects.visible_to`)."""
 
     serializer_class = InteractionSerializer
     queryset = Interaction.objects.select_related("user")
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
+    def get_queryset(self) -> InteractionQuerySet:
+        queryset = Interaction.objects.select_related("user")
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return queryset
-        user = self.request.user
-        if not user.is_staff:
-            queryset = queryset.filter(Q(user=user) | Q(user__isnull=True))
-        return queryset
+        return queryset.visible_to(self.request.user)
 
     @extend_schema(request=FeedbackSerializer, responses=InteractionSerializer)
     @action(detail=True, methods=["post"])

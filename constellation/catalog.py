@@ -24,6 +24,10 @@ CONSTELLATION = "qig-constellation"
 PRESET_TAGS = ("latest", *e8.PRESETS)
 KERNEL_MODEL = re.compile(r"^qig-kernel-(\d+)-([a-z]+):latest$")
 MAX_BASE_DEPTH = 8
+# A name as Ollama's: [host/][namespace/]model[:tag], each part a letter or digit and then
+# letters, digits, `_`, `.`, `-` (so no `..`, no leading `/`), at most 80 characters a part.
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
+MODEL_NAME = re.compile(rf"^(?:{_PART}/){{0,2}}{_PART}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,79}})?$")
 
 
 def full_name(name: str) -> str:
@@ -199,14 +203,51 @@ CONFIG_FIELDS = (
 )
 
 
-def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
+def new_name(name: Any) -> str:
+    """The full name for a config to be made (`/api/create`, `/api/copy`'s destination), valid as
+    Ollama's names are and not a built-in's; `BadRequest` otherwise."""
     if not isinstance(name, str) or not name.strip():
         raise BadRequest("model is required")
+    if not MODEL_NAME.match(name.strip()) or ".." in name:
+        raise BadRequest(
+            f"invalid model name {name[:100]!r}: [namespace/]model[:tag], each part starting "
+            "with a letter or digit, then letters, digits, '_', '.' or '-' (80 at most)"
+        )
+    name = full_name(name)
+    if builtin(name) is not None:
+        raise BadRequest(f"'{name}' is a built-in model")
+    return name
+
+
+def check_base(name: str, base: str) -> None:
+    """`name FROM base` must reach a built-in model through existing configs, without passing
+    through `name` itself (a cycle) and within MAX_BASE_DEPTH configs."""
+    chain, current = [name], full_name(base)
+    while builtin(current) is None:
+        if current in chain:
+            raise BadRequest(f"FROM {base} makes a cycle: {' → '.join([*chain, current])}")
+        if len(chain) > MAX_BASE_DEPTH:
+            raise BadRequest(f"FROM {base} is more than {MAX_BASE_DEPTH} configs deep")
+        parent = ModelConfig.objects.filter(name=current).first()
+        if parent is None:
+            raise ModelNotFound(base)
+        chain.append(current)
+        current = full_name(parent.base)
+
+
+def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
+    name = new_name(name)
+    for key in ("from", "system", "template"):
+        if fields.get(key) is not None and not isinstance(fields[key], str):
+            raise BadRequest(f"invalid value for field {key!r}: expected a string")
+    parameters = fields.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("invalid value for field 'parameters': expected an object")
     if not isinstance(text, str) or not text.strip():
         if not fields.get("from"):
             raise BadRequest("a Modelfile (modelfile) or from is required")
         text = f"FROM {fields['from']}\n"
-        for key, value in (fields.get("parameters") or {}).items():
+        for key, value in parameters.items():
             for v in value if isinstance(value, list) else [value]:
                 text += f"PARAMETER {key} {v}\n"
         if fields.get("system"):
@@ -217,10 +258,7 @@ def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
         mf = modelfile.parse(text)
     except modelfile.ModelfileError as exc:
         raise BadRequest(str(exc)) from None
-    name = full_name(name)
-    if builtin(name) is not None:
-        raise BadRequest(f"'{name}' is a built-in model")
-    resolve(mf.base)  # the base must exist (404 otherwise)
+    check_base(name, mf.base)  # the base must exist (404 otherwise), and no cycle
     config, _ = ModelConfig.objects.update_or_create(
         name=name,
         defaults={
@@ -240,9 +278,7 @@ def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
 def copy(source: Any, destination: Any) -> None:
     if not isinstance(source, str) or not isinstance(destination, str) or not destination:
         raise BadRequest("source and destination are required")
-    dest = full_name(destination)
-    if builtin(dest) is not None:
-        raise BadRequest(f"'{dest}' is a built-in model")
+    dest = new_name(destination)
     spec = resolve(source)
     if spec.config is None:
         ModelConfig.objects.update_or_create(
@@ -250,6 +286,7 @@ def copy(source: Any, destination: Any) -> None:
         )
         return
     src = spec.config
+    check_base(dest, src.base)  # copying b (FROM a) onto a would make a FROM a
     ModelConfig.objects.update_or_create(
         name=dest, defaults={f: getattr(src, f) for f in CONFIG_FIELDS}
     )

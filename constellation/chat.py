@@ -191,7 +191,7 @@ def authenticate(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
 def parse(request: HttpRequest) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest("expected a JSON body (Content-Type: application/json)")
-    body = json_object(request.body, "invalid JSON in request body: {msg} (line {lineno})")
+    body = json_object(request.body, "invalid JSON in request body: {msg}")
     content = body.get("content")
     if not isinstance(content, str):
         raise BadRequest("content: required, a string (the message to answer)")

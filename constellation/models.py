@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.validators import MaxValueValidator
 from django.db import models
+from django.db.models import Q
 
 from constellation.engine import e8
 
@@ -89,6 +92,15 @@ class Feedback(models.TextChoices):
     DOWN = "down", "thumbs down"
 
 
+class InteractionQuerySet(models.QuerySet["Interaction"]):
+    def visible_to(self, user: Any) -> InteractionQuerySet:
+        """What `user` may read: a developer their own and API clients' (no user); staff every
+        interaction except another user's app-chat turns (their conversations are private)."""
+        if user.is_staff:
+            return self.exclude(Q(conversation__isnull=False) & ~Q(user=user))
+        return self.filter(Q(user=user) | Q(user__isnull=True))
+
+
 class Interaction(models.Model):
     """One generate/chat answered by the constellation, with what routed and measured it."""
 
@@ -126,6 +138,8 @@ class Interaction(models.Model):
         related_name="interactions",
         help_text="the chat thread (POST /api/v1/chat/) this turn belongs to",
     )
+
+    objects = InteractionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,12 +24,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 import qigcenter
 from constellation import catalog, prompts, serving
-from constellation.errors import BadRequest, InferenceError
+from constellation.errors import BadRequest, InferenceError, ModelNotFound
 from constellation.inference import parse_keep_alive, service
 from constellation.interactions import Asked
 from constellation.protocol import client_of, embedding_input, read_json
 from constellation.published import model_files
 from qigcenter.access import ollama_access
+
+logger = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 
@@ -50,6 +53,9 @@ def ollama_view(*methods: str) -> Callable[..., Any]:
                 return response
             except InferenceError as exc:
                 return JsonResponse({"error": exc.message}, status=exc.status)
+            except Exception as exc:  # a bug: logged with its traceback, answered in JSON
+                logger.exception("%s %s failed", request.method, request.path)
+                return JsonResponse({"error": f"internal error: {exc}"}, status=500)
 
         return csrf_exempt(ollama_access(handle))
 
@@ -158,16 +164,28 @@ async def delete(request: HttpRequest) -> HttpResponseBase:
 
 
 @ollama_view("POST")
-async def pull(request: HttpRequest) -> JsonResponse:
-    raise InferenceError(
-        "pull is not supported: this node has no model registry; its models are trained "
-        "locally (see /api/tags)"
-    )
+async def pull(request: HttpRequest) -> HttpResponseBase:
+    """There is no registry: a model this node has is already "pulled" (clients such as Open WebUI
+    pull before use), any other is not found."""
+    body = read_json(request)
+    name = body.get("model") or body.get("name")
+    try:
+        await catalog.aresolve(name)
+    except ModelNotFound as exc:
+        exc.message += (
+            ": this node has no model registry to pull from; its models are trained locally "
+            "(see /api/tags)"
+        )
+        raise
+    if body.get("stream") is False:
+        return JsonResponse({"status": "success"})
+    return StreamingHttpResponse(iter([b'{"status": "success"}\n']), content_type=NDJSON)
 
 
 @ollama_view("POST")
 async def push(request: HttpRequest) -> JsonResponse:
-    raise InferenceError(
+    read_json(request)
+    raise BadRequest(
         "push is not supported: this node has no model registry; share kernels through federation"
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,8 @@ from constellation.published import model_files
 from constellation.streaming import Piece
 from qigcenter.access import ollama_access
 
+logger = logging.getLogger(__name__)
+
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 
@@ -51,6 +54,9 @@ def openai_view(*methods: str) -> Callable[..., Any]:
                 return response
             except InferenceError as exc:
                 return openai_error(exc.message, exc.status)
+            except Exception as exc:  # a bug: logged with its traceback, answered in JSON
+                logger.exception("%s %s failed", request.method, request.path)
+                return openai_error(f"internal error: {exc}", 500)
 
         return csrf_exempt(ollama_access(handle))
 

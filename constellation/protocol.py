@@ -4,26 +4,27 @@ and tests read them): they are parameters here."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest
 
 from constellation.errors import BadRequest
 from constellation.interactions import Client
+from qigcenter import jsonbody
 
-# Ollama's text for a body that is not JSON ({msg}, {lineno}: where json.loads stopped)
+# Ollama's text for a body that is not JSON ({msg}: what was wrong, and where)
 INVALID_JSON = "invalid character in request body: {msg}"
 
 
 def json_object(raw: bytes, invalid: str = INVALID_JSON) -> dict[str, Any]:
-    """A request body that must be a JSON object; `invalid` words a JSON syntax error."""
+    """A request body that must be a JSON object; `invalid` words what `jsonbody.loads` refused
+    (a syntax error, NaN or Infinity, a number out of range, nesting too deep)."""
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest("invalid request body: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(invalid.format(msg=exc.msg, lineno=exc.lineno)) from None
+        body = jsonbody.loads(raw)
+    except jsonbody.InvalidJSON as exc:
+        raise BadRequest(
+            invalid.format(msg=exc) if exc.syntax else f"invalid value: {exc}"
+        ) from None
     if not isinstance(body, dict):
         raise BadRequest("invalid request body: expected a JSON object")
     return body

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from dashboard import histories
 from dashboard.services import TOPICS, group_name
+from qigcenter import jsonbody
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,18 @@ class TelemetryConsumer(AsyncJsonWebsocketConsumer):
             async with _LayerCalls.limit():
                 await self.channel_layer.group_discard(group_name(topic), self.channel_name)
 
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """The frame's JSON (`jsonbody.loads`); what it refuses is handed on, to be answered."""
+        try:
+            return jsonbody.loads(text_data)
+        except jsonbody.InvalidJSON as exc:
+            return exc
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, jsonbody.InvalidJSON):
+            await self.send_json({"type": "error", "detail": f"invalid JSON: {content}"})
+            return
         if not isinstance(content, dict) or content.get("type") not in ("subscribe", "unsubscribe"):
             await self.send_json(
                 {"type": "error", "detail": "expected {type: subscribe|unsubscribe, topics: [...]}"}

@@ -102,7 +102,8 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
         ("/api/chat", {"model": MODEL, "messages": "hi"}, 400, "messages"),
         ("/api/embed", {"model": MODEL, "input": 5}, 400, "input"),
         ("/api/show", {}, 400, "model is required"),
-        ("/api/pull", {"model": MODEL}, 500, "registry"),
+        ("/api/pull", {"model": "elsewhere:7b"}, 404, "no model registry"),
+        ("/api/push", {"model": MODEL}, 400, "no model registry"),
         ("/api/generate", b"[1, 2]", 400, "JSON object"),
         ("/api/chat", '{"model": "x", "messages": "\xfe"}'.encode("latin-1"), 400, "UTF-8"),
         ("/api/chat", {"model": "nope", "messages": []}, 404, "model 'nope' not found"),
@@ -172,6 +173,30 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
             400,
             "context length",
         ),
+        ("/api/create", {"model": "x", "from": MODEL, "parameters": [1, 2]}, 400, "parameters"),
+        ("/api/create", {"model": "x", "from": 7}, 400, "from"),
+        ("/api/create", {"model": "../../evil", "from": MODEL}, 400, "invalid model name"),
+        ("/api/create", {"model": "a" * 5000, "from": MODEL}, 400, "invalid model name"),
+        ("/api/copy", {"source": MODEL, "destination": "/etc/x"}, 400, "invalid model name"),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "options": {"top_k": 1e400}}' % MODEL.encode(),
+            400,
+            "options.top_k: number 1e400 is out of range",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "keep_alive": NaN}' % MODEL.encode(),
+            400,
+            "keep_alive: NaN",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "%s", "prompt": "hi", "options": {"repeat_last_n": %s}}'
+            % (MODEL.encode(), b"9" * 5000),
+            400,
+            "options.repeat_last_n: integer",
+        ),
     ],
 )
 def test_bad_input_gets_ollamas_status_and_error_shape(
@@ -182,6 +207,47 @@ def test_bad_input_gets_ollamas_status_and_error_shape(
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert set(answer.json()) == {"error"} and message in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *("/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show"),
+        *("/api/create", "/api/copy", "/api/pull", "/api/push"),
+        *("/v1/chat/completions", "/v1/completions", "/v1/embeddings"),
+    ],
+)
+def test_every_post_answers_hostile_json_with_400_in_its_apis_shape(
+    live: Serving, path: str
+) -> None:
+    """10,000-deep nesting once raised RecursionError (500, Django's HTML page); NaN, 1e400 and
+    a 2^70 integer reached the engine. One reader (qigcenter.jsonbody) refuses them all."""
+    for raw, said in [
+        (b"[" * 10_000 + b"]" * 10_000, "nested more than 64 levels deep"),
+        (b'{"a": ' * 100 + b"1" + b"}" * 100, "nested more than 64 levels deep"),
+        (b'{"model": "m", "max_tokens": 1e400}', "max_tokens: number 1e400 is out of range"),
+        (b'{"model": "m", "options": {"seed": 1180591620717411303424}}', "options.seed"),
+        (b'{"model": "m", "temperature": Infinity}', "temperature: Infinity"),
+    ]:
+        answer = post(live, path, content=raw)
+        assert answer.status_code == 400, (raw[:40], answer.text)
+        assert answer.headers["content-type"] == "application/json"
+        error = answer.json()["error"]
+        assert said in (error["message"] if path.startswith("/v1/") else error), error
+
+
+def test_a_config_cycle_is_refused_when_made(live: Serving) -> None:
+    a, b = f"cyc-a-{uuid.uuid4().hex[:6]}", f"cyc-b-{uuid.uuid4().hex[:6]}"
+    assert post(live, "/api/create", json={"model": b, "from": MODEL}).status_code == 200
+    assert post(live, "/api/create", json={"model": a, "from": b}).status_code == 200
+    cycle = post(live, "/api/create", json={"model": b, "from": a})
+    assert cycle.status_code == 400
+    assert cycle.json()["error"] == f"FROM {a} makes a cycle: {b}:latest → {a}:latest → {b}:latest"
+    onto_itself = post(live, "/api/copy", json={"source": a, "destination": b})
+    assert onto_itself.status_code == 400 and "cycle" in onto_itself.json()["error"]
+    assert post(live, "/api/show", json={"model": a}).status_code == 200  # both still serve
+    for name in (a, b):
+        httpx.request("DELETE", live.base + "/api/delete", json={"model": name})
 
 
 def test_unknown_options_are_ignored(live: Serving) -> None:

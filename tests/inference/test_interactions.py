@@ -29,6 +29,40 @@ def test_staff_see_all_developers_their_own_and_api_clients(
 
 
 @pytest.mark.django_db
+def test_staff_do_not_read_other_users_app_chat_anywhere(
+    admin_user, developer, admin_api, client
+) -> None:
+    """A user's app-chat turns are theirs alone: not in the interactions API, not in the admin
+    (their API-client generations stay visible to staff, who run the node)."""
+    from constellation.models import Conversation
+
+    conversation = Conversation.objects.create(user=developer, title="private")
+    secret = make(developer, conversation=conversation, prompt="my password is hunter2")
+    generated = make(developer, prompt="an /api/generate call")
+    own_chat = make(
+        admin_user, conversation=Conversation.objects.create(user=admin_user), prompt="admin's"
+    )
+    assert admin_api.get(f"/api/v1/interactions/{secret.pk}/").status_code == 404
+    assert (
+        admin_api.post(
+            f"/api/v1/interactions/{secret.pk}/feedback/", {"feedback": "up"}, format="json"
+        ).status_code
+        == 404
+    )
+    listed = {row["id"] for row in admin_api.get("/api/v1/interactions/").json()["results"]}
+    assert listed == {generated.pk, own_chat.pk}
+    client.force_login(admin_user)
+    admin_list = client.get("/admin/constellation/interaction/?q=hunter2")
+    assert admin_list.status_code == 200 and b"0 interactions" in admin_list.content
+    assert client.get(f"/admin/constellation/interaction/{secret.pk}/change/").status_code == 302
+    assert (
+        client.get(f"/admin/constellation/conversation/{conversation.pk}/change/").status_code
+        == 302
+    )
+    assert b"hunter2" not in client.get("/admin/constellation/interaction/").content
+
+
+@pytest.mark.django_db
 def test_feedback_is_saved_on_the_interaction(dev_api, developer, anon_api) -> None:
     item = make(developer)
     url = f"/api/v1/interactions/{item.pk}/feedback/"

@@ -111,7 +111,13 @@ def test_errors_raise_response_error_with_the_status(client: ollama.Client) -> N
     with pytest.raises(ollama.ResponseError) as bad_option:
         client.generate(MODEL, "hi", options={"temperature": "hot"})
     assert bad_option.value.status_code == 400
-    for call in (lambda: client.pull(MODEL), lambda: client.push(MODEL)):
+    # no registry: a model the node has is already pulled; any other is not found; no push
+    assert client.pull(MODEL).status == "success"
+    assert [part.status for part in client.pull(MODEL, stream=True)] == ["success"]
+    for call, status in (
+        (lambda: client.pull("elsewhere:7b"), 404),
+        (lambda: client.push(MODEL), 400),
+    ):
         with pytest.raises(ollama.ResponseError) as no_registry:
             call()
-        assert no_registry.value.status_code == 500 and "registry" in no_registry.value.error
+        assert no_registry.value.status_code == status and "registry" in no_registry.value.error

@@ -23,6 +23,7 @@ from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from federation.consumers import FederationConsumer  # noqa: E402
 from qigcenter import embedded  # noqa: E402
 from qigcenter.inference_http import InferenceHandler, is_inference_path  # noqa: E402
+from qigcenter.origins import SameOriginSockets  # noqa: E402
 
 inference_http = InferenceHandler()
 # Edges are not browsers: they sign every message, send no Origin and hold no session, so their
@@ -32,8 +33,9 @@ federation_ws = FederationConsumer.as_asgi()
 router = ProtocolTypeRouter(
     {
         "http": django_http,
+        # the Host must be ours, and a browser's Origin this node's own site, port included
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            SameOriginSockets(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -9,7 +9,8 @@ security headers (SecurityMiddleware, CommonMiddleware and XFrameOptionsMiddlewa
 header logic, called inline), attaches the session and the lazy user as SessionMiddleware and
 AuthenticationMiddleware do (the user is loaded only when a view awaits `request.auser()`, with
 Django's async session API), and skips CSRF (the views are exempt: API key or loopback) and
-messages. Sessions are read, never saved: these views do not change them.
+messages. Sessions are read, never saved: these views do not change them. In place of CSRF, a
+browser's request from another site's page is refused before any view (qigcenter/origins.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.functional import SimpleLazyObject
+
+from qigcenter import origins
 
 
 def is_inference_path(path: str) -> bool:
@@ -47,16 +50,20 @@ class InferenceMiddleware:
         self.sessions = import_module(settings.SESSION_ENGINE).SessionStore
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        early = self.security.process_request(request) or self.common.process_request(request)
+        early = (
+            origins.inference_gate(request)  # a page of another site: 403; a preflight: 204
+            or self.security.process_request(request)
+            or self.common.process_request(request)
+        )
         if early is not None:
-            return early
+            return origins.add_cors(request, early)
         request.session = self.sessions(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
         request.user = SimpleLazyObject(lambda: get_user(request))  # type: ignore[assignment]
         request.auser = partial(aget_user, request)
         response: Any = await self.get_response(request)
         response = self.frames.process_response(request, response)
         response = self.common.process_response(request, response)
-        return self.security.process_response(request, response)
+        return origins.add_cors(request, self.security.process_response(request, response))
 
 
 class InferenceHandler(ASGIHandler):

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import re
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -173,33 +174,75 @@ def extract_html(data: bytes) -> str:
     return _need_text(text, "the HTML has no visible text (scripts and styles are dropped)")
 
 
-def extract_pdf(path: Path) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+@dataclass(frozen=True)
+class PdfLimits:
+    """What one PDF may cost (settings QIG_UPLOAD_PDF_MAX_PAGES, QIG_UPLOAD_MAX_CHARS,
+    QIG_UPLOAD_PDF_MAX_S). A few KB can describe a page tree of 10^5 pages (a page referenced
+    many times) that takes a minute to extract: such a PDF is refused, saying which limit."""
 
-    try:
-        reader = PdfReader(str(path))
-    except (PdfReadError, ValueError, OSError) as exc:
-        raise ExtractError(f"not a readable PDF: {exc}") from None
-    if reader.is_encrypted:
+    max_pages: int = 2000
+    max_chars: int = 5_000_000
+    max_seconds: float = 30.0
+
+
+def extract_pdf(path: Path, limits: PdfLimits = PdfLimits()) -> str:
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PdfReadError
+
+    # pypdf's own walk of the page tree stops past this many entries, so a page tree that
+    # claims millions of pages costs no more than a few times the page limit to refuse.
+    with apply_configuration(page_tree_maximum_entries=2 * limits.max_pages + 64):
         try:
-            opened = reader.decrypt("")  # a PDF with only an owner password opens with ""
-        except Exception as exc:  # pypdf raises several types (e.g. a missing AES backend)
-            raise ExtractError(f"encrypted PDF: it cannot be opened ({exc})") from None
-        if not opened:
+            reader = PdfReader(str(path))
+            _open(reader)
+            pages = len(reader.pages)
+        except LimitReachedError:
+            pages = limits.max_pages + 1
+        except ExtractError:
+            raise
+        except (PdfReadError, ValueError, OSError, RecursionError) as exc:
+            raise ExtractError(f"not a readable PDF: {exc}") from None
+        if pages > limits.max_pages:
             raise ExtractError(
-                "encrypted PDF: it needs a password to open; upload an unencrypted copy"
+                f"the PDF has more than {limits.max_pages} pages, the limit "
+                "(QIG_UPLOAD_PDF_MAX_PAGES): split it into smaller files"
             )
-    pages = []
+        return _pdf_text(reader, pages, limits)
+
+
+def _open(reader: Any) -> None:
+    if not reader.is_encrypted:
+        return
+    try:
+        opened = reader.decrypt("")  # a PDF with only an owner password opens with ""
+    except Exception as exc:  # pypdf raises several types (e.g. a missing AES backend)
+        raise ExtractError(f"encrypted PDF: it cannot be opened ({exc})") from None
+    if not opened:
+        raise ExtractError("encrypted PDF: it needs a password to open; upload an unencrypted copy")
+
+
+def _pdf_text(reader: Any, pages: int, limits: PdfLimits) -> str:
+    deadline, chars, texts = time.monotonic() + limits.max_seconds, 0, []
     for number, page in enumerate(reader.pages, 1):
         try:
-            pages.append(page.extract_text() or "")
+            texts.append((page.extract_text() or "").strip())
         except Exception as exc:  # a damaged page: say which
             raise ExtractError(f"PDF page {number}: its text cannot be extracted ({exc})") from None
-    text = RECORD_SEPARATOR.join(p.strip() for p in pages if p.strip())
+        chars += len(texts[-1])
+        if chars > limits.max_chars:
+            raise ExtractError(
+                f"the PDF's text passes {limits.max_chars:,} characters by page {number}, the "
+                "limit (QIG_UPLOAD_MAX_CHARS): split it into smaller files"
+            )
+        if time.monotonic() > deadline and number < pages:
+            raise ExtractError(
+                f"the PDF's text took more than {limits.max_seconds:g} s to extract (page "
+                f"{number} of {pages}), the limit (QIG_UPLOAD_PDF_MAX_S): split it or simplify it"
+            )
+    text = RECORD_SEPARATOR.join(t for t in texts if t)
     return _need_text(
         text,
-        f"the PDF's {len(pages)} page(s) hold no extractable text (scanned pages would need "
+        f"the PDF's {pages} page(s) hold no extractable text (scanned pages would need "
         "OCR, which is not supported)",
     )
 
@@ -250,6 +293,9 @@ def extract_jsonl(data: bytes) -> list[Record]:
             raise ExtractError(
                 f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})"
             ) from None
+        except (ValueError, RecursionError) as exc:  # 4,300+ digits; nesting past the stack
+            message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ExtractError(f"line {number}: invalid JSON ({message})") from None
         records.append(_jsonl_record(value, number))
     if not records:
         raise ExtractError("no text: the JSONL file has no records")
@@ -298,13 +344,15 @@ def extract_csv(data: bytes, text_column: str | None) -> list[Record]:
     return records
 
 
-def extract(path: Path, name: str, text_column: str | None = None) -> Extracted:
+def extract(
+    path: Path, name: str, text_column: str | None = None, pdf_limits: PdfLimits = PdfLimits()
+) -> Extracted:
     """Extract a stored upload. Raises ExtractError with a message for the user."""
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
     kind = detect_type(name, head)
     if kind == "pdf":
-        records: list[Record] = [{"text": extract_pdf(path)}]
+        records: list[Record] = [{"text": extract_pdf(path, pdf_limits)}]
     else:
         data = path.read_bytes()
         if kind in ("txt", "md"):

@@ -32,7 +32,15 @@ from constellation.services import ensure_kernels
 from dashboard.services import publish_on_commit
 from qigcenter.errors import DomainError, InvalidTransition
 from uploads import chunking
-from uploads.extract import EXTENSIONS, Extracted, ExtractError, Record, extract, record_text
+from uploads.extract import (
+    EXTENSIONS,
+    Extracted,
+    ExtractError,
+    PdfLimits,
+    Record,
+    extract,
+    record_text,
+)
 from uploads.handlers import IncomingFile, incoming_dir
 from uploads.models import KnowledgeChunk, KnowledgeFile, UploadStatus
 from uploads.serializers import upload_message
@@ -44,6 +52,12 @@ PREVIEW_CHARS = 2000
 WAITING = "waiting for the coordizer"
 PROCESS_PENDING = "uploads.tasks.process_pending"
 RECORDS_FILE = "records.jsonl"
+
+
+def pdf_limits() -> PdfLimits:
+    return PdfLimits(
+        settings.UPLOAD_PDF_MAX_PAGES, settings.UPLOAD_MAX_CHARS, settings.UPLOAD_PDF_MAX_S
+    )
 
 
 class UploadError(Exception):
@@ -157,7 +171,7 @@ def store_upload(
             return existing, True
         assert incoming.path is not None
         try:
-            extracted = extract(incoming.path, incoming.name or "", text_column)
+            extracted = extract(incoming.path, incoming.name or "", text_column, pdf_limits())
         except ExtractError as exc:
             raise UploadError(str(exc)) from None
         return _store_new(incoming, extracted, user=user, domain=domain, priority=priority)
@@ -321,7 +335,9 @@ def records_of(upload: KnowledgeFile) -> list[Record]:
     if not upload.file or not Path(upload.file.path).is_file():
         raise ValueError(f"{where}: its file is missing")
     try:
-        return extract(Path(upload.file.path), upload.original_name).records
+        return extract(
+            Path(upload.file.path), upload.original_name, pdf_limits=pdf_limits()
+        ).records
     except ExtractError as exc:
         raise ValueError(f"{where}: {exc}") from None
 

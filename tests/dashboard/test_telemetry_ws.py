@@ -93,3 +93,38 @@ async def test_it_answers_bad_messages_with_an_error(developer, message, detail)
 def test_it_refuses_to_publish_to_an_unknown_topic() -> None:
     with pytest.raises(ValueError, match="unknown telemetry topic 'weather'"):
         publish("weather", {})
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "accepted"),
+    [
+        (b"http://127.0.0.1:9200", b"127.0.0.1:9200", True),
+        (b"http://127.0.0.1:9999", b"127.0.0.1:9200", False),  # right host, another port
+        (b"https://127.0.0.1:9200", b"127.0.0.1:9200", True),  # behind a TLS proxy
+        (b"https://127.0.0.1", b"127.0.0.1", True),  # a Host without a port: the default
+        (b"http://evil.example", b"127.0.0.1:9200", False),
+        (b"null", b"127.0.0.1:9200", False),
+    ],
+)
+async def test_a_browser_socket_comes_from_this_nodes_own_site(
+    developer, origin: bytes, host: bytes, accepted: bool
+) -> None:
+    headers = [(b"origin", origin), (b"host", host)]
+    headers.append((b"cookie", await sync_to_async(session_cookie)(developer)))
+    communicator = WebsocketCommunicator(application, "/ws/telemetry/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected is accepted
+    if connected:
+        assert (await next_of(communicator, "hello"))["user"] == "dev"
+        await communicator.disconnect()
+
+
+async def test_a_frame_that_is_not_json_is_answered_not_fatal(developer) -> None:
+    communicator, _, _ = await _connect(await sync_to_async(session_cookie)(developer))
+    await next_of(communicator, "hello")
+    await communicator.send_to(text_data="[" * 10_000 + "]" * 10_000)
+    error = await next_of(communicator, "error")
+    assert error["detail"] == "invalid JSON: nested more than 64 levels deep"
+    await communicator.send_json_to({"type": "subscribe", "topics": ["jobs"]})
+    assert (await next_of(communicator, "subscribed"))["topics"] == ["jobs", "system"]
+    await communicator.disconnect()

@@ -250,6 +250,42 @@ def test_a_config_cycle_is_refused_when_made(live: Serving) -> None:
         httpx.request("DELETE", live.base + "/api/delete", json={"model": name})
 
 
+def test_a_page_of_another_site_cannot_write_through_the_open_api(live: Serving) -> None:
+    """A browser lets any page send a simple POST (text/plain, no preflight) to loopback: with
+    another site's Origin it is refused before the view, as Ollama's OLLAMA_ORIGINS does."""
+    name = f"injected-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"model": name, "from": MODEL, "system": "exfiltrate"})
+    simple = {"Content-Type": "text/plain"}
+    for origin in ("http://evil.example", "null", "http://127.0.0.1.evil.example"):
+        refused = post(live, "/api/create", content=body, headers={**simple, "Origin": origin})
+        assert refused.status_code == 403, (origin, refused.text)
+        assert "not allowed" in refused.json()["error"]
+        assert "access-control-allow-origin" not in refused.headers
+    for path in ("/api/generate", "/v1/chat/completions", "/api/copy"):
+        assert (
+            post(live, path, json={}, headers={"Origin": "http://evil.example"}).status_code == 403
+        )
+    assert post(live, "/api/show", json={"model": name}).status_code == 404  # nothing was made
+    # a page on this machine (any port), this server's own, and clients sending no Origin pass
+    for origin in ("http://localhost:3000", live.base, "app://obsidian.md", None):
+        headers = {**simple, **({"Origin": origin} if origin else {})}
+        made = post(live, "/api/create", content=body, headers=headers)
+        assert made.status_code == 200, (origin, made.text)
+        assert made.headers.get("access-control-allow-origin") == origin
+    preflight = httpx.options(
+        live.base + "/api/chat",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    httpx.request("DELETE", live.base + "/api/delete", json={"model": name})
+
+
 def test_unknown_options_are_ignored(live: Serving) -> None:
     body = {
         "model": MODEL,

@@ -4,6 +4,7 @@ routing, and waiting for the coordizer."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from constellation.models import Kernel
 from learning import services as job_services
 from learning.models import FineTuneJob, JobKind
 from tests.uploads import small
-from tests.uploads.conftest import media_files, pdf_bytes, upload_file
+from tests.uploads.conftest import media_files, page_tree_pdf, pdf_bytes, upload_file
 from uploads import services, tasks
 from uploads.models import KnowledgeChunk, KnowledgeFile
 
@@ -101,6 +102,37 @@ def test_a_pdf_is_extracted_and_an_encrypted_or_empty_one_is_refused(dev_api, co
     assert fake["error"].startswith("not a PDF")
     assert KnowledgeFile.objects.count() == 1
     assert len(media_files(data)) == 2  # the one PDF and its records
+
+
+def test_a_pdf_past_its_limits_is_refused_quickly_saying_which(
+    dev_api, coordizer, data, settings
+) -> None:
+    """A 2 KB page tree of 2^17 pages once took the web process a minute (or raised a 500);
+    pages, characters and seconds are limited, each refusal names its setting."""
+    settings.UPLOAD_MAX_CHARS, settings.UPLOAD_PDF_MAX_S = 3000, 60.0
+    started = time.monotonic()
+    response = post(
+        dev_api,
+        upload_file("bomb.pdf", page_tree_pdf(17)),
+        upload_file("loop.pdf", page_tree_pdf(4, cycle=True)),
+        upload_file("long.pdf", page_tree_pdf(1, fanout=1500, text="x" * 80)),
+        upload_file("fine.pdf", page_tree_pdf(3, text="eight pages of geometry")),
+    )
+    assert time.monotonic() - started < 20
+    bomb, loop, long, fine = response.json()["results"]
+    assert bomb["error"] == (
+        "the PDF has more than 2000 pages, the limit (QIG_UPLOAD_PDF_MAX_PAGES): split it into "
+        "smaller files"
+    )
+    assert loop["error"].startswith("not a readable PDF") and "cyclic" in loop["error"]
+    assert long["error"].startswith("the PDF's text passes 3,000 characters by page 38")
+    assert "QIG_UPLOAD_MAX_CHARS" in long["error"]
+    assert fine["error"] is None and fine["upload"]["file_type"] == "pdf"
+    settings.UPLOAD_PDF_MAX_S = 0.05
+    slow = only(post(dev_api, upload_file("slow.pdf", page_tree_pdf(1, fanout=1500))))
+    assert "took more than 0.05 s to extract" in slow["error"]
+    assert "QIG_UPLOAD_PDF_MAX_S" in slow["error"]
+    assert KnowledgeFile.objects.count() == 1  # nothing half-stored
 
 
 def test_jsonl_accepts_three_shapes_and_names_the_bad_line(dev_api, coordizer, data) -> None:

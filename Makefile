@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 NODE_STAMP := frontend/node_modules/.installed
 DIST := frontend/dist/index.html
 FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.html frontend/vite.config.* frontend/tsconfig*.json -type f 2>/dev/null)
@@ -16,7 +17,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.htm
 # Production-like settings for `check --deploy`: behind HTTPS on a real host name.
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
 
-.PHONY: help up install build test lint typecheck migrations-check deploy-check \
+.PHONY: help up install build test lint typecheck migrations-check deploy-check lock lock-check audit \
         test-backend test-frontend test-e2e bench bench-product chromium clean wheel
 
 help:  ## list the targets
@@ -31,11 +32,18 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"Python >= 3.11 is required, found {sys.version.split()[0]}"'
 	$(PYTHON) -m venv $(VENV)
 
-$(PY_STAMP): pyproject.toml | $(BIN)/python
-	# torch first, pinned: 2.13.0 is the CPU build; an unpinned torch pulls GBs of CUDA packages.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Every package from the lock, each checked against its recorded hashes (torch is the 2.13.0 CPU
+# wheel of the machine's find-links, never the CUDA build), then the project itself and nothing more.
+$(PY_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+lock: $(PY_STAMP)  ## regenerate requirements.lock from pyproject.toml (LOCK_ARGS=--upgrade: every pin)
+	$(BIN)/python scripts/lock.py $(LOCK_ARGS)
+
+lock-check: | $(BIN)/python  ## fail when pyproject.toml's dependencies changed since the lock was made
+	@$(BIN)/python scripts/lock.py --check
 
 $(NODE_STAMP): frontend/package.json frontend/package-lock.json
 	@node -e 'const [maj] = process.versions.node.split("."); if (+maj < 20) { console.error("Node >= 20 is required, found " + process.version); process.exit(1) }'
@@ -47,12 +55,12 @@ build: $(DIST)  ## build the React app into frontend/dist
 $(DIST): $(NODE_STAMP) $(FRONTEND_SOURCES)
 	cd frontend && npm run build
 
-# SKIP_STATIC=1 leaves out what does not depend on the mode (lint, typecheck, the frontend's unit
-# tests): CI's second, services-mode pass sets it, after the embedded pass ran them.
-STATIC_CHECKS := $(if $(filter 1,$(SKIP_STATIC)),,lint typecheck)
+# SKIP_STATIC=1 leaves out what does not depend on the mode (lint, typecheck, the audit, the
+# frontend's unit tests): CI's second, services-mode pass sets it, after the embedded pass ran them.
+STATIC_CHECKS := $(if $(filter 1,$(SKIP_STATIC)),,lint typecheck audit)
 FRONTEND_UNIT := $(if $(filter 1,$(SKIP_STATIC)),,test-frontend)
 
-test: install build chromium $(STATIC_CHECKS) migrations-check deploy-check test-backend $(FRONTEND_UNIT) test-e2e  ## install everything and run the whole suite
+test: lock-check install build chromium $(STATIC_CHECKS) migrations-check deploy-check test-backend $(FRONTEND_UNIT) test-e2e  ## install everything and run the whole suite
 	@echo "make test: every check passed"
 
 lint: $(PY_STAMP)  ## ruff lint and format check
@@ -61,6 +69,9 @@ lint: $(PY_STAMP)  ## ruff lint and format check
 
 typecheck: $(PY_STAMP)  ## mypy
 	$(BIN)/mypy .
+
+audit: $(PY_STAMP)  ## known vulnerabilities: pip-audit on the lock, npm audit in frontend/
+	$(BIN)/python scripts/audit.py
 
 migrations-check: $(PY_STAMP)  ## fail when a model change has no migration
 	$(BIN)/python manage.py makemigrations --check --dry-run

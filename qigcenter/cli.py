@@ -15,6 +15,8 @@
     qig federation join URL TOKEN   (edge) join the central at URL with a join token
     qig federation revoke NAME      (central) revoke a node: its connection closes at once
     qig federation status           this node's role, identity, link or nodes (JSON)
+    qig backup [DEST]               the database and the node's files into one .tar, while it runs
+    qig restore SRC [--force]       verify a backup, restore it into this data dir, migrate
 
 `qig up` starts the web server (daphne, ASGI) and, in services mode (REDIS_URL set), separate
 Celery workers for the `gpu` and `default` queues and Celery beat. It restarts a worker or beat that
@@ -292,8 +294,10 @@ def build_children(
         return [Child("web", web, dict(env, QIG_API_ONLY="1"), essential=True), *edge]
     if not services:
         return [Child("web", web, dict(env, QIG_START_EMBEDDED_WORKER="1"), essential=True), *edge]
-    celery = [python, "-m", "celery", "-A", "qigcenter"]
-    log = ["--loglevel", os.environ.get("QIG_LOG_LEVEL", "INFO")]
+    level = os.environ.get("QIG_LOG_LEVEL", "INFO").upper()
+    # --quiet: no start-up banner (two dozen lines a process) unless the level is DEBUG.
+    celery = [python, "-m", "celery", "-A", "qigcenter", *(["--quiet"] if level != "DEBUG" else [])]
+    log = ["--loglevel", level]
     return [
         *edge,
         Child("web", web, env, essential=True),
@@ -388,6 +392,9 @@ def parser() -> argparse.ArgumentParser:
     from federation.cli import add_parser as add_federation
 
     add_federation(sub)
+    from qigcenter.backup import add_parser as add_backup
+
+    add_backup(sub)
     return p
 
 

@@ -40,6 +40,9 @@ class InteractionAdmin(admin.ModelAdmin):
         f.name for f in Interaction._meta.fields if f.name not in ("feedback", "suggested_answer")
     ]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # interactions are recorded by the endpoints that answered them
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Interaction]:
         # Other users' app-chat turns are private, in the admin too.
         return super().get_queryset(request).visible_to(request.user)  # type: ignore[attr-defined]

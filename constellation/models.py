@@ -83,7 +83,9 @@ class Conversation(models.Model):
         ordering = ["-updated_at", "-id"]
 
     def __str__(self) -> str:
-        return f"conversation {self.pk} ({self.title or 'untitled'})"
+        # No title: the admin shows this to staff (deleting a user lists their conversations),
+        # and a title is the start of the user's first message.
+        return f"conversation {self.pk}"
 
 
 class Feedback(models.TextChoices):

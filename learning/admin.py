@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from learning.models import FineTuneJob, JobMetric, LearningEvent, LearningSignal
@@ -44,3 +45,8 @@ class LearningSignalAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # signals come from use, never typed in
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LearningSignal]:
+        from learning.signals_api import visible_signals
+
+        return visible_signals(super().get_queryset(request), request.user)  # type: ignore[arg-type]

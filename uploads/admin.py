@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from uploads.models import KnowledgeChunk, KnowledgeFile
 
@@ -21,3 +22,6 @@ class KnowledgeFileAdmin(admin.ModelAdmin):
 class KnowledgeChunkAdmin(admin.ModelAdmin):
     list_display = ["upload", "index", "n_tokens"]
     readonly_fields = ["upload", "index", "text", "n_tokens", "basin_bytes"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # chunks come from an upload's extraction, never typed in

@@ -10,6 +10,7 @@ from constellation import kernels
 from constellation.interactions import give_feedback
 from constellation.models import Feedback, Interaction, InteractionQuerySet, Kernel
 from qigcenter.permissions import IsStaffOrReadOnly
+from qigcenter.schema import error
 
 
 class KernelSerializer(serializers.ModelSerializer):
@@ -60,7 +61,10 @@ class KernelViewSet(viewsets.ReadOnlyModelViewSet):
         kernel = self.get_object()
         return Response(KernelVersionSerializer(kernels.versions(kernel.index), many=True).data)
 
-    @extend_schema(request=None, responses=RollbackSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: RollbackSerializer, 409: error("the kernel has no earlier version")},
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsStaffOrReadOnly])
     def rollback(self, request: Request, index: str | None = None) -> Response:
         """Serve the version before the current one again, live (409: there is none)."""
@@ -77,7 +81,10 @@ class KernelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class InteractionSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", default=None, read_only=True)
+    username = serializers.CharField(
+        source="user.username", default=None, allow_null=True, read_only=True,
+        help_text="null: an API client's (no user) or an anonymised interaction",
+    )  # fmt: skip
 
     class Meta:
         model = Interaction

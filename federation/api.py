@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -28,6 +28,7 @@ from federation import central
 from federation import status as federation_status
 from federation.models import AnchorVersion, Node, NodeSize, ReceivedPacket, Rejection
 from qigcenter.permissions import IsStaffOrReadOnly
+from qigcenter.schema import error
 
 
 class NodeSerializer(serializers.ModelSerializer):
@@ -43,6 +44,98 @@ class NodeSerializer(serializers.ModelSerializer):
         return {**row, "endpoint": instance.endpoint}
 
 
+# ---- what the endpoints answer, for the schema (the views build the dicts) --------------------
+NODE_STATUSES = ["pending", "online", "offline", "revoked"]  # federation.status.node_status
+
+
+class NodeRowSerializer(serializers.Serializer):
+    """A node as every endpoint (and the `federation` topic) shows it: `federation.status`."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    uuid = serializers.UUIDField()
+    size = serializers.ChoiceField(choices=NodeSize.choices)
+    status = serializers.ChoiceField(choices=NODE_STATUSES)
+    joined_at = serializers.DateTimeField(allow_null=True)
+    last_seen = serializers.DateTimeField(allow_null=True)
+    lag_s = serializers.FloatField(allow_null=True, help_text="null before it joined")
+    applied_version = serializers.IntegerField()
+    packets_in = serializers.IntegerField()
+    packets_rejected = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    per_minute = inline_serializer(
+        "NodePerMinute",
+        {
+            "in": serializers.IntegerField(),
+            "out": serializers.IntegerField(),
+            "rejected": serializers.IntegerField(),
+        },
+    )
+    join_expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    endpoint = serializers.CharField(allow_blank=True)
+
+
+class JoinTokenSerializer(serializers.Serializer):
+    join_token = serializers.CharField(help_text="shown once: central keeps its sha256")
+    join_command = serializers.CharField()
+    join_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class NodeCreatedSerializer(NodeRowSerializer, JoinTokenSerializer):
+    pass
+
+
+class PacketsSerializer(serializers.Serializer):
+    packets = inline_serializer(
+        "ReceivedPacket",
+        {
+            "id": serializers.UUIDField(),
+            "received_at": serializers.DateTimeField(),
+            "kernels": serializers.ListField(child=serializers.IntegerField()),
+            "bytes": serializers.IntegerField(),
+            "duplicate": serializers.BooleanField(),
+        },
+        many=True,
+    )
+    rejections = inline_serializer(
+        "PacketRejection",
+        {
+            "at": serializers.DateTimeField(),
+            "reason": serializers.CharField(),
+            "detail": serializers.CharField(allow_blank=True),
+            "packet_id": serializers.CharField(allow_blank=True),
+            "bytes": serializers.IntegerField(),
+        },
+        many=True,
+    )
+
+
+class JoinReplySerializer(serializers.Serializer):
+    node = serializers.UUIDField()
+    name = serializers.CharField()
+    size = serializers.ChoiceField(choices=NodeSize.choices)
+    kernels = serializers.ListField(child=serializers.IntegerField())
+    central_key = serializers.CharField(help_text="base64 of central's Ed25519 public key")
+
+
+class AnchorVersionsSerializer(serializers.Serializer):
+    kernel = serializers.IntegerField()
+    versions = inline_serializer(
+        "AnchorVersion",
+        {
+            "seq": serializers.IntegerField(),
+            "anchor": serializers.ListField(child=serializers.FloatField()),
+            "mass": serializers.FloatField(),
+            "packets": serializers.ListField(child=serializers.CharField()),
+            "nodes": serializers.ListField(child=serializers.CharField()),
+            "created_at": serializers.DateTimeField(),
+            "applied_at": serializers.DateTimeField(allow_null=True),
+        },
+        many=True,
+    )
+
+
 def _central_url(request: Request) -> str:
     return settings.FEDERATION_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
 
@@ -55,6 +148,11 @@ def _token_reply(request: Request, node: Node, token: str) -> dict[str, Any]:
     }
 
 
+@extend_schema_view(
+    list=extend_schema(responses=NodeRowSerializer(many=True)),
+    retrieve=extend_schema(responses=NodeRowSerializer),
+    create=extend_schema(responses={201: NodeCreatedSerializer}),
+)
 class NodeViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -86,14 +184,17 @@ class NodeViewSet(
         federation_status.publish_federation()
         return Response(data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=NodeSerializer)
+    @extend_schema(request=None, responses=NodeRowSerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         node = central.revoke(self.get_object())
         federation_status.publish_federation()
         return Response(NodeSerializer(node).data)
 
-    @extend_schema(request=None, responses=dict)
+    @extend_schema(
+        request=None,
+        responses={200: JoinTokenSerializer, 409: error("the node has joined, or was revoked")},
+    )
     @action(detail=True, methods=["post"])
     def token(self, request: Request, pk: str | None = None) -> Response:
         node = self.get_object()
@@ -104,7 +205,7 @@ class NodeViewSet(
         federation_status.publish_federation()
         return Response(_token_reply(request, node, token))
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=PacketsSerializer)
     @action(detail=True, methods=["get"])
     def packets(self, request: Request, pk: str | None = None) -> Response:
         node = self.get_object()
@@ -153,7 +254,14 @@ class JoinView(APIView):
     throttle_classes = [JoinThrottle]
     throttle_scope = "federation-join"  # ScopedRateThrottle reads the view's scope
 
-    @extend_schema(request=JoinSerializer, responses=dict)
+    @extend_schema(
+        request=JoinSerializer,
+        responses={
+            200: JoinReplySerializer,
+            403: error("the token is not valid or expired, the size differs, a bad public key"),
+            404: error("this node is not a central (QIG_FEDERATION=central)"),
+        },
+    )
     def post(self, request: Request) -> Response:
         if settings.FEDERATION != "central":
             return Response(
@@ -172,7 +280,7 @@ class JoinView(APIView):
 class AnchorHistoryView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=AnchorVersionsSerializer)
     def get(self, request: Request, kernel: int) -> Response:
         if not 0 <= kernel < 240:
             return Response({"detail": "kernel: one of 0..239"}, status=404)

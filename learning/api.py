@@ -14,6 +14,7 @@ from learning.models import FineTuneJob, JobKind, JobMetric, LearningEvent
 from learning.serializers import FineTuneJobSerializer
 from qigcenter.errors import DomainError
 from qigcenter.permissions import IsStaffOrReadOnly
+from qigcenter.schema import error, invalid
 from uploads.models import KnowledgeFile
 
 
@@ -44,6 +45,9 @@ class JobMetricSerializer(serializers.ModelSerializer):
 class HistoryQuerySerializer(serializers.Serializer):
     after_step = serializers.IntegerField(default=0, min_value=0)
     limit = serializers.IntegerField(default=HISTORY_LIMIT, min_value=1, max_value=HISTORY_LIMIT)
+
+
+TRANSITION = error("the job's state does not allow it (cancelling a finished job)")
 
 
 class PrioritySerializer(serializers.Serializer):
@@ -81,17 +85,17 @@ class FineTuneJobViewSet(
         job = services.control_job(self.get_object(), verb)
         return Response(FineTuneJobSerializer(job).data)
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: FineTuneJobSerializer, 409: TRANSITION})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         return self._act("cancel")
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: FineTuneJobSerializer, 409: TRANSITION})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         return self._act("pause")
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: FineTuneJobSerializer, 409: TRANSITION})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._act("resume")
@@ -113,7 +117,7 @@ class FineTuneJobViewSet(
             OpenApiParameter("after_step", int, description="only steps after this one"),
             OpenApiParameter("limit", int, description=f"at most this many (≤ {HISTORY_LIMIT})"),
         ],
-        responses={200: JobMetricSerializer(many=True)},
+        responses={200: JobMetricSerializer(many=True), 400: invalid("a bad after_step or limit")},
     )
     @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request: Request, pk: str | None = None) -> Response:

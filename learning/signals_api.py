@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
@@ -14,10 +14,22 @@ from rest_framework.response import Response
 
 from constellation.engine import e8
 from learning.models import LearningSignal, SignalKind
+from qigcenter.schema import invalid
+
+
+def visible_signals(queryset: QuerySet[LearningSignal], user: User) -> QuerySet[LearningSignal]:
+    """A developer's own signals; staff every one but those of another user's app-chat turns
+    (their content is that user's chat: a question, a suggested answer)."""
+    if not user.is_staff:
+        return queryset.filter(user=user)
+    return queryset.exclude(Q(interaction__conversation__isnull=False) & ~Q(user=user))
 
 
 class LearningSignalSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", default=None, read_only=True)
+    username = serializers.CharField(
+        source="user.username", default=None, allow_null=True, read_only=True,
+        help_text="null once the signal's conversation was deleted (anonymised)",
+    )  # fmt: skip
 
     class Meta:
         model = LearningSignal
@@ -45,9 +57,8 @@ class LearningSignalViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return queryset
         user = self.request.user
-        if not user.is_staff:
-            assert isinstance(user, User), "IsAuthenticated lets no anonymous user in"
-            queryset = queryset.filter(user=user)
+        assert isinstance(user, User), "IsAuthenticated lets no anonymous user in"
+        queryset = visible_signals(queryset, user)
         if self.action != "list":
             return queryset
         wanted = SignalFilterSerializer(data=self.request.query_params)
@@ -61,6 +72,12 @@ class LearningSignalViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(created_at__gte=data["since"])
         return queryset
 
-    @extend_schema(parameters=[SignalFilterSerializer])
+    @extend_schema(
+        parameters=[SignalFilterSerializer],
+        responses={
+            200: LearningSignalSerializer(many=True),
+            400: invalid("a bad filter, naming it (?kind=praise, ?kernel=240, ?since=soon)"),
+        },
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)

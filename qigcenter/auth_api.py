@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate, login, logout
+from django.core.cache import cache
 from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
@@ -14,14 +18,16 @@ from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
+
+from qigcenter.schema import error
 
 
 class UserSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(read_only=True)
-    email = serializers.EmailField(read_only=True)
+    email = serializers.EmailField(read_only=True, allow_blank=True)  # "" when none was given
     is_staff = serializers.BooleanField(read_only=True)
 
 
@@ -30,20 +36,60 @@ class CredentialsSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
-class LoginThrottle(ScopedRateThrottle):
-    scope = "login"
-    THROTTLE_RATES = {"login": "20/min"}
+class LoginThrottle(BaseThrottle):
+    """Wrong passwords are counted per client address and per account name, in the cache (shared
+    by every process in services mode); past `LOGIN_FAILURES_PER_MIN` in the last minute on
+    either, sign-in and token requests answer 429 with Retry-After, the right password too.
+    Successful sign-ins are not counted: a browser that signs in often is never held back."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self.wait_s: float | None = None
+
+    @staticmethod
+    def keys(request: Request, username: Any) -> list[str]:
+        keys = [f"login-failures:addr:{request.META.get('REMOTE_ADDR', '')}"]
+        if isinstance(username, str) and username:
+            digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+            keys.append(f"login-failures:user:{digest}")
+        return keys
+
+    @classmethod
+    def recent(cls, key: str, now: float) -> list[float]:
+        return [t for t in cache.get(key, []) if t > now - cls.WINDOW_S]
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if request.method != "POST":
+            return True
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        now, limit = time.time(), settings.LOGIN_FAILURES_PER_MIN
+        for key in self.keys(request, username):
+            failures = self.recent(key, now)
+            if len(failures) >= limit:
+                self.wait_s = failures[-limit] + self.WINDOW_S - now
+                return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.wait_s
+
+    @classmethod
+    def failed(cls, request: Request, username: Any) -> None:
+        now = time.time()
+        for key in cls.keys(request, username):
+            cache.set(key, [*cls.recent(key, now), now], timeout=int(cls.WINDOW_S) + 1)
 
 
 def _authenticated_user(request: Request) -> Any:
     credentials = CredentialsSerializer(data=request.data)
     credentials.is_valid(raise_exception=True)
+    username = credentials.validated_data["username"]
     user = authenticate(
-        request._request,
-        username=credentials.validated_data["username"],
-        password=credentials.validated_data["password"],
+        request._request, username=username, password=credentials.validated_data["password"]
     )
     if user is None or not user.is_active:
+        LoginThrottle.failed(request, username)
         raise serializers.ValidationError({"detail": "Invalid username or password."})
     return user
 
@@ -64,7 +110,10 @@ class LoginView(APIView):
     authentication_classes: list[type] = []
     throttle_classes = [LoginThrottle]
 
-    @extend_schema(request=CredentialsSerializer, responses=UserSerializer)
+    @extend_schema(
+        request=CredentialsSerializer,
+        responses={200: UserSerializer, 403: error("no CSRF token (GET auth/csrf/ first)")},
+    )
     def post(self, request: Request) -> Response:
         user = _authenticated_user(request)
         login(request._request, user)

@@ -25,6 +25,7 @@ from qigcenter.env import (
     env_url,
     is_loopback,
 )
+from qigcenter.logging_config import log_level, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A checkout (manage.py beside the apps) keeps its data in ./var and serves frontend/dist; an
@@ -92,6 +93,7 @@ if BIND_HOST not in ("0.0.0.0", "::") and BIND_HOST not in _default_hosts:
     _default_hosts.append(BIND_HOST)
 ALLOWED_HOSTS = _default_hosts + env_list("QIG_ALLOWED_HOSTS", [])
 CSRF_TRUSTED_ORIGINS = env_list("QIG_CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "qigcenter.views.csrf_failure"  # JSON under /api/v1/, Django's page elsewhere
 
 # Behind a TLS-terminating proxy in production: QIG_HTTPS=1 turns on every HTTPS protection.
 HTTPS = env_bool("QIG_HTTPS", False)
@@ -346,6 +348,9 @@ LEARNING_TICK_S = min(15.0, LEARNING_INTERVAL_S)
 # --- Federation (federation app; docs/federation.md): qigcenter/federation_settings.py. ---
 from qigcenter.federation_settings import *  # noqa: E402, F403
 
+# --- Hostile clients (docs/configuration.md): qigcenter/security_settings.py. ---
+from qigcenter.security_settings import *  # noqa: E402, F403
+
 CELERY_BEAT_SCHEDULE = {
     "learning-loop": {
         "task": "learning.tasks.loop_tick",
@@ -387,7 +392,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [  # JSON through qigcenter.jsonbody: NaN, 1e400, deep nesting → 400
+        "qigcenter.jsonbody.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # drf-spectacular's, with the error answers of each kind of view (qigcenter/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "qigcenter.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "qigcenter.errors.api_exception_handler",
@@ -402,11 +413,18 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Enums as components (drf-spectacular's default hook), then what it cannot see (the chat).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "qigcenter.schema.postprocess",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "learning.models.JobKind",
         "JobStatusEnum": "learning.models.JobStatus",
         "LearningEventKindEnum": "learning.models.LearningEventKind",
         "SignalKindEnum": "learning.models.SignalKind",
+        "NodeStatusEnum": "federation.api.NODE_STATUSES",
+        "CycleStatusEnum": "learning.cycles.CycleStatus",
     },
     # Swagger UI assets ship with the package: the API docs work with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -419,31 +437,13 @@ STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_ROOT = FRONTEND_DIST if FRONTEND_DIST.is_dir() else None
 WHITENOISE_AUTOREFRESH = DEBUG
-
-
-def _immutable(path: str, url: str) -> bool:
-    """Vite's built assets carry a content hash in their name: cache them forever."""
-    return url.startswith("/assets/")
-
-
-WHITENOISE_IMMUTABLE_FILE_TEST = _immutable
+# Vite's built assets carry a content hash in their name: cache them forever.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"^/assets/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOG_LEVEL = env_str("QIG_LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ConfigError("QIG_LOG_LEVEL", LOG_LEVEL, "one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.channels.server": {"level": "WARNING"},
-        "daphne": {"level": "WARNING"},
-    },
-}
+LOG_LEVEL = log_level("QIG_LOG_LEVEL")
+LOGGING = logging_config(LOG_LEVEL, CELERY_BEAT_SCHEDULE)

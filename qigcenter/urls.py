@@ -12,7 +12,10 @@ from learning.signals_api import LearningSignalViewSet
 from qigcenter import auth_api, views
 from uploads.api import KnowledgeFileViewSet
 
+# No `.json` twins of every route: the API speaks JSON only, and the twins of detail actions
+# answered 500 (the actions take no `format` argument).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("kernels", KernelViewSet)
 router.register("interactions", InteractionViewSet, basename="interaction")
 router.register("conversations", chat.ConversationViewSet, basename="conversation")
@@ -62,6 +65,9 @@ ollama_urls: list[URLPattern | URLResolver] = [
     path("v1/models/<path:model_id>", openai_api.model, name="openai-model"),
     path("v1/embeddings", openai_api.embeddings, name="openai-embeddings"),
 ]
+
+# A URL nothing answers: JSON under /api/v1/ (the REST API's own shape), a page elsewhere.
+handler404 = "qigcenter.views.not_found"
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

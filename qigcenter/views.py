@@ -6,8 +6,10 @@ import time
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views.csrf import csrf_failure as csrf_failure_page
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.defaults import page_not_found
 
 import qigcenter
 from qigcenter import health
@@ -71,3 +73,19 @@ def spa(request: HttpRequest, path: str = "") -> HttpResponseBase:
             content_type="text/plain; charset=utf-8",
         )
     return FileResponse(index.open("rb"), content_type="text/html; charset=utf-8")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    """404 for a URL nothing answers: JSON under `/api/v1/` (`{"detail": "Not found."}`, as the REST
+    API's own 404s; an id the route's pattern refuses, `jobs/1.5/`), Django's page elsewhere."""
+    if request.path.startswith("/api/v1/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponseBase:
+    """403 for a session request without its CSRF token (`auth/login/`): JSON under `/api/v1/`,
+    as DRF answers the same failure on the other views, Django's page elsewhere."""
+    if request.path.startswith("/api/v1/"):
+        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403)
+    return csrf_failure_page(request, reason)

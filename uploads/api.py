@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -14,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from qigcenter.errors import DomainError
+from qigcenter.schema import ErrorDetailSerializer, error
 from uploads import services, signals
 from uploads.handlers import IncomingFile, StreamingUploadParser
 from uploads.models import KnowledgeFile
@@ -51,6 +58,21 @@ def _train(raw: Any) -> bool:
     raise DomainError(f"train must be true or false, not {raw!r}")
 
 
+UPLOAD_RESULTS = inline_serializer(
+    "UploadResults",
+    {
+        "results": serializers.ListField(child=serializers.DictField()),
+        "job": serializers.DictField(allow_null=True),
+        "job_error": serializers.CharField(allow_null=True),
+    },
+)
+
+
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={204: None, 409: error("an unfinished job uses the upload")},
+    )
+)
 class KnowledgeFileViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -66,18 +88,18 @@ class KnowledgeFileViewSet(
     @extend_schema(
         request={"multipart/form-data": UploadFormSerializer},
         responses={
-            201: inline_serializer(
-                "UploadResults",
-                {
-                    "results": serializers.ListField(child=serializers.DictField()),
-                    "job": serializers.DictField(allow_null=True),
-                    "job_error": serializers.CharField(allow_null=True),
-                },
+            201: UPLOAD_RESULTS,
+            207: OpenApiResponse(UPLOAD_RESULTS, "some files failed (see each result's error)"),
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    "UploadRefused",
+                    [UPLOAD_RESULTS, ErrorDetailSerializer],
+                    resource_type_field_name=None,
+                ),
+                "every file failed (the results), or the form is invalid ({detail})",
             ),
-            207: OpenApiResponse(description="some files failed (see each result's error)"),
-            400: OpenApiResponse(description="every file failed, or the form is invalid"),
-            403: OpenApiResponse(description="train=true by a non-staff user"),
-            413: OpenApiResponse(description="the only file is over QIG_MAX_UPLOAD_MB"),
+            403: error("train=true by a non-staff user, or a session request without CSRF"),
+            413: OpenApiResponse(UPLOAD_RESULTS, "the only file is over QIG_MAX_UPLOAD_MB"),
         },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

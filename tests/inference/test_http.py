@@ -267,11 +267,12 @@ def test_a_page_of_another_site_cannot_write_through_the_open_api(live: Serving)
         )
     assert post(live, "/api/show", json={"model": name}).status_code == 404  # nothing was made
     # a page on this machine (any port), this server's own, and clients sending no Origin pass
-    for origin in ("http://localhost:3000", live.base, "app://obsidian.md", None):
-        headers = {**simple, **({"Origin": origin} if origin else {})}
+    pages: list[str | None] = ["http://localhost:3000", live.base, "app://obsidian.md", None]
+    for page in pages:
+        headers = {**simple, **({"Origin": page} if page else {})}
         made = post(live, "/api/create", content=body, headers=headers)
-        assert made.status_code == 200, (origin, made.text)
-        assert made.headers.get("access-control-allow-origin") == origin
+        assert made.status_code == 200, (page, made.text)
+        assert made.headers.get("access-control-allow-origin") == page
     preflight = httpx.options(
         live.base + "/api/chat",
         headers={

@@ -49,6 +49,7 @@ from constellation.engine import (
 from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
 from constellation.published import bootstrap_progress, fingerprint, has_model
 from constellation.streaming import Generation
+from qigcenter.dbthreads import usable_connections
 from qigcenter.env import env_int
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,13 @@ def route_entries(route: Route) -> list[dict[str, Any]]:
         k, d, r = route.nearest_trained
         head["nearest"] = {"kernel": k, "distance": d, "radius": _finite(r)}
     return entries
+
+
+def answer_room(window: int, num_predict: int) -> int:
+    """Tokens a truncated prompt leaves free in a `window`: what was asked for (`num_predict`),
+    else a quarter of the window, never more than half of it and at least one."""
+    wanted = num_predict if num_predict > 0 else window // 4
+    return max(1, min(wanted, window // 2))
 
 
 def pinned_entry(kernel: int, trained: bool) -> dict[str, Any]:
@@ -226,6 +234,7 @@ class InferenceService:
     def _ensure_loaded(self, keep_alive: float | None) -> tuple[Loaded, int]:
         """The current model, loading or reloading it when needed; returns it and the load time
         in ns (0 when it was already loaded)."""
+        usable_connections()  # a thread of asyncio.to_thread: no request renews its connection
         if not has_model():
             raise Unavailable(f"no trained model yet: {bootstrap_progress()}")
         with self._lock:
@@ -332,8 +341,11 @@ class InferenceService:
         preset: str = "latest",
         num_ctx: int | None = None,
         context: list[int] | None = None,
+        truncate: bool = False,
     ) -> Generation:
-        """Admit one request; errors (no model, too long, busy) are raised before any output."""
+        """Admit one request; errors (no model, too long, busy) are raised before any output.
+        A prompt that does not fit the context window is `ContextTooLong`, or with `truncate`
+        (Ollama's default) loses its oldest tokens: its end is kept, with room to answer."""
         started = time.perf_counter()
         loaded, load_ns = await self._aensure_loaded(keep_alive)
         ids = list(context or []) + loaded.coordizer.encode(prompt)
@@ -342,7 +354,9 @@ class InferenceService:
             raise BadRequest("context: token id outside the vocabulary")
         window = min(num_ctx or loaded.context_length, loaded.context_length)
         if len(ids) >= window:
-            raise ContextTooLong(len(ids), window)
+            if not truncate:
+                raise ContextTooLong(len(ids), window)
+            ids = ids[len(ids) - (window - answer_room(window, options.num_predict)) :]
         route: list[dict[str, Any]]
         if kernel is not None:
             route = [pinned_entry(kernel, kernel in loaded.constellation.radii)]

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from constellation.models import Conversation, Interaction
 from dashboard.services import publish_on_commit
+from qigcenter.dbthreads import usable_connections
 
 if TYPE_CHECKING:
     from constellation.streaming import Generation, Piece
@@ -52,6 +53,7 @@ def record(
 ) -> Interaction:
     """Store one answered request (a turn of `conversation`, whose activity time moves on) and
     tell the dashboard once it is committed."""
+    usable_connections()  # often the sync thread of no request (`record_after`)
     client = asked.client
     with transaction.atomic():
         item = Interaction.objects.create(

@@ -21,13 +21,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -126,6 +134,7 @@ class Watcher(threading.Thread):
                     self.check()
                 except DatabaseError:
                     log.warning("job %s: heartbeat failed", self.claim.job_id, exc_info=True)
+                    connection.close()  # the next beat reconnects (a database restart)
         finally:
             connection.close()
 
@@ -204,6 +213,10 @@ def execute(claim: Claim) -> None:
             error_kind=ErrorKind.INVALID,
         )
         return
+    except (OperationalError, InterfaceError) as exc:  # the database went away (a restart)
+        log.warning("job %s: the database connection was lost: %s", claim.job_id, exc)
+        requeue_after_database_loss(claim)
+        return
     except Exception as exc:
         if devices.is_device_error(exc, claim.device):
             log.warning("job %s: device %s failed: %s", claim.job_id, claim.device, exc)
@@ -227,6 +240,25 @@ def execute(claim: Claim) -> None:
     elif outcome.reason == SHUTDOWN_REASON:  # it stopped at a checkpoint: queue it again
         finish(claim, JobStatus.QUEUED, reason=f"requeued: {SHUTDOWN_REASON}")
     # "stopped": an admin paused or cancelled it, or another runner took it over; nothing to add
+
+
+def requeue_after_database_loss(claim: Claim, wait_s: float = 30.0) -> None:
+    """Training lost the database mid-run (PostgreSQL restarted): not the job's fault. Queue it
+    again, to resume from its last checkpoint, once the database answers; if it does not within
+    `wait_s`, the watchdog requeues the job when its heartbeat is stale."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        connection.close()  # a new connection, not the dead one
+        try:
+            finish(claim, JobStatus.QUEUED, reason="requeued: the database connection was lost")
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                log.warning(
+                    "job %s: the database is still away; the watchdog requeues it", claim.job_id
+                )
+                return
+            time.sleep(1.0)
 
 
 def requeue_after_device_failure(claim: Claim, exc: BaseException) -> bool:

@@ -13,6 +13,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from qigcenter.dbthreads import usable_connections
+
 Status = dict[str, Any]
 
 
@@ -28,6 +30,7 @@ def _timed(check: Callable[[], dict[str, Any]]) -> Status:
 
 
 def _database() -> dict[str, Any]:
+    usable_connections()  # an executor thread: a connection a database restart broke is renewed
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()

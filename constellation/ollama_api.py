@@ -261,9 +261,10 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
     sampling = prompts.sampling_options(spec, body.get("options"))
     if not body.get("prompt") and not context:
         return await _load_only(spec.name, keep_alive, chat=False)
+    truncate = field(body, "truncate", bool, True)  # Ollama: cut the prompt to fit, unless false
     prompt = prompts.generate_prompt(spec, body)
     asked = Asked("generate", client_of(request, await request.auser()), prompt=prompt)
-    answer = await serving.answer(spec, prompt, sampling, keep_alive, asked, context)
+    answer = await serving.answer(spec, prompt, sampling, keep_alive, asked, context, truncate)
     return await respond(answer_lines(answer, chat=False, context=not raw), stream, chat=False)
 
 
@@ -280,9 +281,16 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     sampling = prompts.sampling_options(spec, body.get("options"))
     if not messages:
         return await _load_only(spec.name, keep_alive, chat=True)
-    prompt = prompts.chat_prompt(spec, messages)
-    asked = Asked("chat", client_of(request, await request.auser()), messages=messages)
-    answer = await serving.answer(spec, prompt, sampling, keep_alive, asked)
+    truncate = field(body, "truncate", bool, True)  # drop the oldest messages to fit, unless false
+    client = client_of(request, await request.auser())
+    answer = await serving.answer_chat(
+        spec,
+        messages,
+        sampling,
+        keep_alive,
+        lambda kept: Asked("chat", client, messages=kept),
+        truncate,
+    )
     return await respond(answer_lines(answer, chat=True, context=False), stream, chat=True)
 
 

@@ -24,7 +24,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 from constellation import catalog, prompts, serving
-from constellation.errors import BadRequest, InferenceError, ModelNotFound
+from constellation.errors import BadRequest, ContextTooLong, InferenceError, ModelNotFound
 from constellation.inference import DEFAULT_KEEP_ALIVE_S, service
 from constellation.interactions import Asked
 from constellation.protocol import client_of, embedding_input, read_json
@@ -37,10 +37,17 @@ logger = logging.getLogger(__name__)
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 
-def openai_error(message: str, status: int) -> JsonResponse:
+def openai_error(message: str, status: int, code: str | None = None) -> JsonResponse:
     kind = ERROR_TYPES.get(status, "api_error")
-    error = {"message": message, "type": kind, "param": None, "code": None}
+    error = {"message": message, "type": kind, "param": None, "code": code}
     return JsonResponse({"error": error}, status=status)
+
+
+def error_code(exc: InferenceError) -> str | None:
+    """OpenAI's `code` for what clients act on (LangChain trims a history on the first)."""
+    if isinstance(exc, ContextTooLong):
+        return "context_length_exceeded"
+    return "model_not_found" if isinstance(exc, ModelNotFound) else None
 
 
 def openai_view(*methods: str) -> Callable[..., Any]:
@@ -53,7 +60,7 @@ def openai_view(*methods: str) -> Callable[..., Any]:
                 response: HttpResponseBase = await view(request, *args, **kwargs)
                 return response
             except InferenceError as exc:
-                return openai_error(exc.message, exc.status)
+                return openai_error(exc.message, exc.status, error_code(exc))
             except Exception as exc:  # a bug: logged with its traceback, answered in JSON
                 logger.exception("%s %s failed", request.method, request.path)
                 return openai_error(f"internal error: {exc}", 500)
@@ -88,16 +95,30 @@ async def _answer(
     request: HttpRequest,
     body: dict[str, Any],
     endpoint: str,
-    prompt_of: Callable[[catalog.ModelSpec], str],
+    prompt: str = "",
     messages: list[dict[str, Any]] | None = None,
 ) -> serving.Answer:
-    """Admit a completion; its interaction keeps a chat's `messages`, else the prompt."""
+    """Admit a completion, or a chat's `messages` (its interaction keeps them, else the prompt).
+    Too long for the context, it is cut as Ollama's `/v1` does (a chat loses its oldest
+    messages), unless the request says `"truncate": false` (this project's extension): then 400
+    with OpenAI's code `context_length_exceeded`."""
     spec = await catalog.aresolve(body.get("model", ""))
     sampling = prompts.sampling_options(spec, options_of(body))
-    prompt = prompt_of(spec)
     client = client_of(request, await request.auser())
-    asked = Asked(endpoint, client, "" if messages else prompt, messages)
-    return await serving.answer(spec, prompt, sampling, DEFAULT_KEEP_ALIVE_S, asked)
+    truncate = body.get("truncate", True)
+    if not isinstance(truncate, bool):
+        raise BadRequest("truncate: expected true or false")
+    if messages:
+        return await serving.answer_chat(
+            spec,
+            messages,
+            sampling,
+            DEFAULT_KEEP_ALIVE_S,
+            lambda kept: Asked(endpoint, client, "", kept),
+            truncate,
+        )
+    asked = Asked(endpoint, client, prompt)
+    return await serving.answer(spec, prompt, sampling, DEFAULT_KEEP_ALIVE_S, asked, None, truncate)
 
 
 def usage(stats: dict[str, Any]) -> dict[str, int]:
@@ -128,9 +149,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     messages = prompts.check_messages(body.get("messages"))
     if not messages:
         raise BadRequest("[] is too short - 'messages'")
-    answer = await _answer(
-        request, body, "openai.chat", lambda spec: prompts.chat_prompt(spec, messages), messages
-    )
+    answer = await _answer(request, body, "openai.chat", messages=messages)
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {
         "id": ident,
@@ -170,7 +189,7 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise BadRequest("prompt: expected a string")
-    answer = await _answer(request, body, "openai.completion", lambda _: prompt)
+    answer = await _answer(request, body, "openai.completion", prompt)
     base = {
         "id": f"cmpl-{uuid.uuid4().hex[:24]}",
         "created": int(time.time()),

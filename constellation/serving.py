@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -17,10 +17,11 @@ from asgiref.sync import sync_to_async
 
 from constellation import activity
 from constellation.catalog import ModelSpec
+from constellation.errors import ContextTooLong
 from constellation.inference import service
 from constellation.interactions import Asked, record, record_after
 from constellation.models import Conversation, Interaction
-from constellation.prompts import Sampling
+from constellation.prompts import Sampling, chat_prompt
 from constellation.streaming import Generation, Piece
 
 
@@ -31,9 +32,11 @@ async def answer(
     keep_alive: float | None,
     asked: Asked,
     context: list[int] | None = None,
+    truncate: bool = False,
 ) -> Answer:
     """Admit one request to the scheduler. Its failures (no model, `ContextTooLong`, `Busy`) are
-    raised here, before any output; `asked` is what its interaction will keep."""
+    raised here, before any output; `asked` is what its interaction will keep. With `truncate`,
+    a prompt too long for the context loses its oldest tokens instead (Ollama's default)."""
     activity.begin()  # the learning loop waits while anyone is being answered
     try:
         gen = await service().start(
@@ -44,11 +47,38 @@ async def answer(
             spec.preset,
             sampling.num_ctx,
             context,
+            truncate,
         )
     except BaseException:
         activity.end()
         raise
     return Answer(spec, gen, asked)
+
+
+async def answer_chat(
+    spec: ModelSpec,
+    messages: list[dict[str, Any]],
+    sampling: Sampling,
+    keep_alive: float | None,
+    asked: Callable[[list[dict[str, Any]]], Asked],
+    truncate: bool = True,
+) -> Answer:
+    """`answer` a chat. When its history does not fit the context, as Ollama does: keep the
+    system messages and the latest message, drop the oldest others until it fits, and if the
+    latest alone is too long keep its end. Without `truncate`, `ContextTooLong`. `asked(kept)`
+    is what the interaction keeps: the messages the model was given."""
+    kept = list(messages)
+    while True:
+        prompt = chat_prompt(spec, kept)
+        try:
+            return await answer(spec, prompt, sampling, keep_alive, asked(kept))
+        except ContextTooLong:
+            oldest = next((i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"), None)
+            if not truncate:
+                raise
+            if oldest is None:  # the system messages and the latest: cut tokens
+                return await answer(spec, prompt, sampling, keep_alive, asked(kept), None, True)
+            del kept[oldest]
 
 
 class Answer:

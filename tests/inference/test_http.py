@@ -98,7 +98,13 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
             "top_k",
         ),
         ("/api/generate", {"model": MODEL, "prompt": "x", "raw": True, "system": "s"}, 400, "raw"),
-        ("/api/generate", {"model": MODEL, "prompt": "word " * 2000}, 400, "context length"),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "word " * 2000, "truncate": False},
+            400,
+            "context length",
+        ),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "truncate": "no"}, 400, "truncate"),
         ("/api/chat", {"model": MODEL, "messages": "hi"}, 400, "messages"),
         ("/api/embed", {"model": MODEL, "input": 5}, 400, "input"),
         ("/api/show", {}, 400, "model is required"),
@@ -169,7 +175,11 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
         ),
         (
             "/api/chat",
-            {"model": MODEL, "messages": [{"role": "user", "content": "word " * 2000}]},
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "word " * 2000}],
+                "truncate": False,
+            },
             400,
             "context length",
         ),
@@ -287,6 +297,53 @@ def test_a_page_of_another_site_cannot_write_through_the_open_api(live: Serving)
     httpx.request("DELETE", live.base + "/api/delete", json={"model": name})
 
 
+def test_a_history_longer_than_the_context_is_cut_as_ollama_cuts_it(live: Serving) -> None:
+    """Open WebUI sends the whole history every turn: past the context, the oldest messages go
+    (the system prompt and the latest stay), and one message alone too long keeps its end."""
+    shown = post(live, "/api/show", json={"model": MODEL}).json()
+    window = int(shown["model_info"]["qig.context_length"])
+    marker = uuid.uuid4().hex[:8]
+    turns: list[dict[str, str]] = [{"role": "system", "content": f"system {marker}"}]
+    for i in range(10):  # ten turns, together about three context windows
+        words = max(10, window // 6)
+        turns.append({"role": "user", "content": f"question {i} " + "sockets " * words})
+        turns.append({"role": "assistant", "content": f"answer {i} " + "a socket " * words})
+    turns.append({"role": "user", "content": f"the last question {marker}"})
+    greedy = {"num_predict": 4, "temperature": 0}
+    body = {"model": MODEL, "messages": turns, "stream": False, "options": greedy}
+    chat = post(live, "/api/chat", json=body)
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["done"] is True and chat.json()["prompt_eval_count"] < window
+    kept = recorded_with(live, marker)["messages"]
+    assert kept[0] == turns[0] and kept[-1] == turns[-1]  # the system prompt and the latest
+    assert 2 <= len(kept) < len(turns) and kept[1:-1] == turns[len(turns) - len(kept) + 1 : -1]
+    # /v1 cuts the same way; with "truncate": false it is OpenAI's error with its code
+    v1 = {"model": MODEL, "messages": turns, "max_tokens": 4}
+    assert post(live, "/v1/chat/completions", json=v1).status_code == 200
+    refused = post(live, "/v1/chat/completions", json={**v1, "truncate": False})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+    # one message alone too long: its end is kept, with room to answer
+    too_long = "word " * (3 * window) + marker
+    long = {"model": MODEL, "prompt": too_long, "stream": False, "options": greedy}
+    cut = post(live, "/api/generate", json=long)
+    assert cut.status_code == 200 and 0 < cut.json()["prompt_eval_count"] < window
+    completion = {"model": MODEL, "prompt": too_long, "max_tokens": 4}
+    assert post(live, "/v1/completions", json=completion).status_code == 200
+
+
+def recorded_with(live: Serving, marker: str) -> dict:
+    admin = live.signin()
+    deadline = time.monotonic() + 10
+    while True:
+        rows = admin.get("/api/v1/interactions/", params={"page_size": 50}).json()["results"]
+        for row in rows:
+            if row["messages"] and marker in row["messages"][-1]["content"]:
+                return row
+        assert time.monotonic() < deadline, f"no interaction for {marker!r}"
+        time.sleep(0.05)
+
+
 def test_unknown_options_are_ignored(live: Serving) -> None:
     body = {
         "model": MODEL,
@@ -355,7 +412,7 @@ async def test_bad_input_leaves_everyone_else_served(live: Serving) -> None:
         {"content": b"{not json"},
         {"content": '{"prompt": "\xff"}'.encode("latin-1")},
         {"json": {"model": "nope", "prompt": "hi"}},
-        {"json": {"model": MODEL, "prompt": "word " * 2000}},
+        {"json": {"model": MODEL, "prompt": "word " * 2000, "truncate": False}},
         {"json": {"model": MODEL, "prompt": "hi", "options": {"top_k": "x"}}},
     ]
     greedy = {"temperature": 0, "repeat_penalty": 1.0}

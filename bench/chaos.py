@@ -36,6 +36,14 @@ the last step in the job's history before the fault minus the step it resumed fr
 "resumed from step N" learning event). `requests_failed_outside_fault`: failed requests (and
 dropped or refused websockets) whose time does not overlap any fault's window (fault → recovered;
 to the end of the run for a fault not recovered from within `--timeout`).
+
+Federation (`--federation`, on unless --quick): `python -m bench.federation --edges 20 --seconds
+30 --restart-at 10` in services mode — a central `qig up` and 20 edges sending signed packets, the
+central's whole process tree killed with SIGKILL 10 s in, with packets in flight, and started
+again. `packets_lost` (sent, never applied once the outboxes drained) and `packets_applied_twice`
+come from it, and its restart is a fault (`federation-central`, recovery: back up and serving).
+An edge's own `kill -9` with packets in its outbox is tested by tests/federation/
+test_federation_live.py (exactly once: queued = acked = central's packets_in).
 Goals, printed and not asserted: every *_lost = 0, steps_redone_max ≤ 50, recovery_s_max ≤ 30.
 """
 
@@ -689,7 +697,15 @@ def main() -> None:
     parser.add_argument("--calibration-steps", type=int, default=300)
     parser.add_argument("--finish-timeout", type=float, default=120)
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
+    parser.add_argument(
+        "--federation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also kill a central with packets in flight (bench.federation; default: not --quick)",
+    )
     args = parser.parse_args()
+    if args.federation is None:
+        args.federation = not args.quick
     if args.quick:
         args.websockets, args.chats, args.gap = min(args.websockets, 20), 4, 5.0
         args.timeout, args.finish_timeout = min(args.timeout, 45), min(args.finish_timeout, 60)
@@ -719,6 +735,8 @@ def main() -> None:
     finally:
         product.stop()
         drop_stores()
+    if args.federation:
+        federation_fault(result)
     context = result.pop("context")
     lost = [k for k in result if k.endswith("_lost")]
     met = {
@@ -739,6 +757,36 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
     emit(result, context)
+
+
+def federation_fault(result: dict[str, Any]) -> None:
+    """Central killed with packets in flight (bench.federation's restart run, services mode):
+    its counts join the result as `packets_lost`, `packets_applied_twice` and a fault."""
+    log("federation: central and 20 edges; central killed (SIGKILL, whole tree) 10 s in")
+    env = {
+        **os.environ,
+        "DATABASE_URL": PG + "postgres",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    }
+    command = [sys.executable, "-m", "bench.federation", "--edges", "20", "--seconds", "30"]
+    done = subprocess.run(
+        [*command, "--restart-at", "10"], env=env, capture_output=True, text=True, timeout=600
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench.federation failed ({done.returncode}): {done.stderr[-2000:]}")
+    figures = json.loads(lines[-1])
+    keys = ("packets_sent", "lost", "duplicates_applied", "restart_down_s")
+    log(f"federation: {json.dumps({k: figures.get(k) for k in keys})}")
+    result["faults"] += 1
+    result["packets_lost"] = figures["lost"]
+    result["packets_applied_twice"] = figures["duplicates_applied"]
+    down = figures.get("restart_down_s")
+    result["fault_detail"].append(
+        {"fault": "federation-central", "recovery_s": down, "failed_during": 0}
+    )
+    recoveries = [d["recovery_s"] for d in result["fault_detail"]]
+    result["recovery_s_max"] = None if None in recoveries else max(recoveries)
 
 
 def ready(base: str) -> bool:

@@ -354,7 +354,7 @@ class InferenceService:
             raise BadRequest("context: token id outside the vocabulary")
         window = min(num_ctx or loaded.context_length, loaded.context_length)
         if len(ids) >= window:
-            if not truncate:
+            if not truncate or window < 2:  # a window of 1 holds no prompt and an answer
                 raise ContextTooLong(len(ids), window)
             ids = ids[len(ids) - (window - answer_room(window, options.num_predict)) :]
         route: list[dict[str, Any]]

@@ -233,6 +233,8 @@ def execute(claim: Claim) -> None:
         raise
     finally:
         watcher.finish()
+    said = f"{outcome.status} ({outcome.reason})" if outcome.reason else outcome.status
+    log.info("job %s: %s", claim.job_id, said)  # the console's line for a job's end
     if outcome.status == "completed":
         finish(claim, JobStatus.COMPLETED, then=outcome.record)
     elif outcome.status == "paused":  # a guard paused it (collapse); an admin may resume it

@@ -252,6 +252,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
     for name in ("prompt", "suffix", "system", "template"):
         field(body, name, str)
     raw, stream = field(body, "raw", bool, False), field(body, "stream", bool, True)
+    prompts.refuse_unsupported(spec, body)
     context = field(body, "context", list, [])
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in context):
         raise BadRequest("invalid value for field 'context': expected a list of integers")
@@ -275,7 +276,7 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
         raise BadRequest("model is required")
     spec = await catalog.aresolve(body["model"])
     messages = prompts.check_messages(body.get("messages"))
-    field(body, "tools", list)
+    prompts.refuse_unsupported(spec, body)
     stream = field(body, "stream", bool, True)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     sampling = prompts.sampling_options(spec, body.get("options"))

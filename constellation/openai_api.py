@@ -103,6 +103,7 @@ async def _answer(
     messages), unless the request says `"truncate": false` (this project's extension): then 400
     with OpenAI's code `context_length_exceeded`."""
     spec = await catalog.aresolve(body.get("model", ""))
+    prompts.refuse_unsupported(spec, body, body.get("tool_choice", "auto"))
     sampling = prompts.sampling_options(spec, options_of(body))
     client = client_of(request, await request.auser())
     truncate = body.get("truncate", True)

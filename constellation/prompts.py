@@ -23,6 +23,25 @@ class Sampling(NamedTuple):
     num_ctx: int | None  # the request's context window (None: the model's)
 
 
+THINK_LEVELS = (True, "low", "medium", "high")
+
+
+def refuse_unsupported(spec: ModelSpec, body: dict[str, Any], tool_choice: Any = "auto") -> None:
+    """What these models cannot do is refused as Ollama refuses it for a model without the
+    capability (400), never dropped silently: tools (unless `tool_choice` is "none", OpenAI's
+    "answer without calling a tool"), and thinking (`think: false` is accepted)."""
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise BadRequest("invalid value for field 'tools': expected a list")
+    if tools and tool_choice != "none":
+        raise BadRequest(f"{spec.name} does not support tools")
+    think = body.get("think")
+    if think in THINK_LEVELS and think is not False:
+        raise BadRequest(f"{spec.name} does not support thinking")
+    if think is not None and think is not False:
+        raise BadRequest("invalid value for field 'think': true, false, low, medium or high")
+
+
 def sampling_options(spec: ModelSpec, options: Any) -> Sampling:
     """The request's `options` over the model's parameters over Ollama's defaults."""
     if options is None:

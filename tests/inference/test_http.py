@@ -15,6 +15,7 @@ from tests.inference.conftest import MAX_BATCH, MAX_QUEUE, Serving
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
 MODEL = "qig-constellation:latest"
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 
 
 def post(live: Serving, path: str, **kwargs: object) -> httpx.Response:
@@ -207,6 +208,21 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
             400,
             "options.repeat_last_n: integer",
         ),
+        # what these models cannot do is refused as Ollama refuses it, never dropped
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [TOOL]},
+            400,
+            f"{MODEL} does not support tools",
+        ),
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "think": True},
+            400,
+            f"{MODEL} does not support thinking",
+        ),
+        ("/api/generate", {"model": MODEL, "prompt": "hi", "think": "high"}, 400, "thinking"),
+        ("/api/generate", {"model": MODEL, "prompt": "hi", "think": "lots"}, 400, "'think'"),
     ],
 )
 def test_bad_input_gets_ollamas_status_and_error_shape(
@@ -295,6 +311,25 @@ def test_a_page_of_another_site_cannot_write_through_the_open_api(live: Serving)
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     httpx.request("DELETE", live.base + "/api/delete", json={"model": name})
+
+
+def test_what_the_model_cannot_do_is_said_and_what_it_need_not_do_is_accepted(
+    live: Serving,
+) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    quick = {"num_predict": 2}
+    extras: list[dict[str, object]] = [{"tools": []}, {"think": False}]
+    for extra in extras:
+        body = {"model": MODEL, "messages": hi, "stream": False, "options": quick, **extra}
+        assert post(live, "/api/chat", json=body).status_code == 200, extra
+    v1 = {"model": MODEL, "messages": hi, "max_tokens": 2, "tools": [TOOL]}
+    refused = post(live, "/v1/chat/completions", json=v1)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == f"{MODEL} does not support tools"
+    # tool_choice "none": answer without calling a tool, which is all this model does
+    assert post(live, "/v1/chat/completions", json={**v1, "tool_choice": "none"}).status_code == 200
+    shown = post(live, "/api/show", json={"model": MODEL}).json()
+    assert "tools" not in shown["capabilities"] and "thinking" not in shown["capabilities"]
 
 
 def test_a_history_longer_than_the_context_is_cut_as_ollama_cuts_it(live: Serving) -> None:

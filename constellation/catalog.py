@@ -133,21 +133,30 @@ def model_names() -> list[tuple[str, str]]:
     return names
 
 
+CAPABILITIES = ["completion", "embedding"]  # no tools, no thinking: refused (prompts.py)
+
+
+def digest_of(name: str, files: ModelFiles) -> str:
+    """A model's digest, the same in /api/tags, /api/ps and /api/show: the name over the
+    published files' digest (it changes when the trunk or an adapter does)."""
+    return hashlib.sha256(f"{full_name(name)}|{files.digest}".encode()).hexdigest()
+
+
 def tags() -> list[dict[str, Any]]:
     files = model_files()
     if files is None:
         return []
     entries = []
     for name, parent in model_names():
-        digest = hashlib.sha256(f"{name}|{files.digest}".encode()).hexdigest()
         entries.append(
             {
                 "name": name,
                 "model": name,
                 "modified_at": iso(files.modified),
                 "size": files.size,
-                "digest": digest,
+                "digest": digest_of(name, files),
                 "details": details(files, parent),
+                "capabilities": CAPABILITIES,
             }
         )
     return entries
@@ -185,7 +194,7 @@ def show(spec: ModelSpec) -> dict[str, Any]:
             "qig.constellation_size": spec.preset,
             "qig.adapters": files.adapters,
         },
-        "capabilities": ["completion", "embedding"],
+        "capabilities": CAPABILITIES,
         "modified_at": iso(spec.config.modified_at.timestamp() if spec.config else files.modified),
     }
 

@@ -27,7 +27,7 @@ from constellation import catalog, prompts, serving
 from constellation.errors import BadRequest, InferenceError, ModelNotFound
 from constellation.inference import parse_keep_alive, service
 from constellation.interactions import Asked
-from constellation.protocol import client_of, embedding_input, read_json
+from constellation.protocol import client_of, cut_dimensions, embedding_input, read_json
 from constellation.published import model_files
 from qigcenter.access import ollama_access
 
@@ -110,14 +110,17 @@ async def ps(request: HttpRequest) -> JsonResponse:
     on_gpu = loaded.constellation.trunk.device.type == "cuda"
     entry = {
         "size": loaded.size_bytes,
-        "digest": files.digest if files else "",
         "details": catalog.details(files),
         "expires_at": expires,
         "size_vram": loaded.size_bytes if on_gpu else 0,
         "context_length": loaded.context_length,
     }
     names = [f"{catalog.CONSTELLATION}:{tag}" for tag in catalog.PRESET_TAGS]
-    return JsonResponse({"models": [{"name": n, "model": n, **entry} for n in names]})
+    models = [
+        {"name": n, "model": n, "digest": catalog.digest_of(n, files) if files else "", **entry}
+        for n in names
+    ]
+    return JsonResponse({"models": models})
 
 
 @ollama_view("POST")
@@ -302,8 +305,11 @@ async def embed(request: HttpRequest) -> JsonResponse:
     spec = await catalog.aresolve(body.get("model", ""))
     texts = embedding_input(body.get("input"), "invalid input type", allow_empty=True)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
+    dimensions = field(body, "dimensions", int)
     started = dt.datetime.now()
     vectors, tokens, load_ns = await service().embed(texts, keep_alive)
+    if dimensions is not None:
+        vectors = cut_dimensions(vectors, dimensions)
     total = int((dt.datetime.now() - started).total_seconds() * 1e9)
     return JsonResponse(
         {

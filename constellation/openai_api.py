@@ -27,7 +27,7 @@ from constellation import catalog, prompts, serving
 from constellation.errors import BadRequest, ContextTooLong, InferenceError, ModelNotFound
 from constellation.inference import DEFAULT_KEEP_ALIVE_S, service
 from constellation.interactions import Asked
-from constellation.protocol import client_of, embedding_input, read_json
+from constellation.protocol import client_of, cut_dimensions, embedding_input, read_json
 from constellation.published import model_files
 from constellation.streaming import Piece
 from qigcenter.access import ollama_access
@@ -238,7 +238,12 @@ async def embeddings(request: HttpRequest) -> JsonResponse:
     spec = await catalog.aresolve(body.get("model", ""))
     error = "input: expected a string or a list of strings"
     texts = embedding_input(body.get("input"), error, allow_empty=False)
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
+        raise BadRequest("dimensions: expected an integer")
     vectors, tokens, _ = await service().embed(texts, DEFAULT_KEEP_ALIVE_S)
+    if dimensions is not None:
+        vectors = cut_dimensions(vectors, dimensions)
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
     return JsonResponse(
         {

@@ -4,6 +4,7 @@ and tests read them): they are parameters here."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.http import HttpRequest
@@ -48,6 +49,19 @@ def embedding_input(value: Any, error: str, allow_empty: bool) -> list[str]:
     if not all(isinstance(t, str) for t in texts):
         raise BadRequest(error)
     return texts
+
+
+def cut_dimensions(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """Ollama's `dimensions`: the first `dimensions` components, renormalised to unit length."""
+    size = len(vectors[0]) if vectors else dimensions
+    if not 1 <= dimensions <= size:
+        raise BadRequest(f"invalid value for field 'dimensions': 1 to {size}, got {dimensions}")
+    cut = []
+    for vector in vectors:
+        head = vector[:dimensions]
+        norm = math.sqrt(sum(x * x for x in head)) or 1.0
+        cut.append([x / norm for x in head])
+    return cut
 
 
 def client_of(request: HttpRequest, user: Any) -> Client:

@@ -332,6 +332,27 @@ def test_what_the_model_cannot_do_is_said_and_what_it_need_not_do_is_accepted(
     assert "tools" not in shown["capabilities"] and "thinking" not in shown["capabilities"]
 
 
+def test_newer_ollama_fields_digests_capabilities_and_dimensions(live: Serving) -> None:
+    post(live, "/api/generate", json={"model": MODEL})  # loaded: /api/ps lists it
+    tags = {m["name"]: m for m in httpx.get(live.base + "/api/tags").json()["models"]}
+    running = httpx.get(live.base + "/api/ps").json()["models"]
+    assert running and all(m["digest"] == tags[m["name"]]["digest"] for m in running)
+    assert all(m["capabilities"] == ["completion", "embedding"] for m in tags.values())
+    full = post(live, "/api/embed", json={"model": MODEL, "input": ["a socket", "a file"]})
+    cut = post(live, "/api/embed", json={"model": MODEL, "input": ["a socket"], "dimensions": 8})
+    vector = cut.json()["embeddings"][0]
+    assert len(vector) == 8 and abs(sum(x * x for x in vector) - 1) < 1e-6
+    head = full.json()["embeddings"][0][:8]
+    norm = sum(x * x for x in head) ** 0.5
+    assert all(abs(a - b / norm) < 1e-6 for a, b in zip(vector, head, strict=True))
+    size = len(full.json()["embeddings"][0])
+    for bad in (0, size + 1, "8"):
+        refused = post(live, "/api/embed", json={"model": MODEL, "input": "x", "dimensions": bad})
+        assert refused.status_code == 400 and "dimensions" in refused.json()["error"]
+    v1 = post(live, "/v1/embeddings", json={"model": MODEL, "input": "a socket", "dimensions": 8})
+    assert v1.json()["data"][0]["embedding"] == vector
+
+
 def test_a_history_longer_than_the_context_is_cut_as_ollama_cuts_it(live: Serving) -> None:
     """Open WebUI sends the whole history every turn: past the context, the oldest messages go
     (the system prompt and the latest stay), and one message alone too long keeps its end."""

@@ -306,6 +306,7 @@ async def embed(request: HttpRequest) -> JsonResponse:
     texts = embedding_input(body.get("input"), "invalid input type", allow_empty=True)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     dimensions = field(body, "dimensions", int)
+    field(body, "truncate", bool)  # accepted: a basin uses the whole input, no context limit
     started = dt.datetime.now()
     vectors, tokens, load_ns = await service().embed(texts, keep_alive)
     if dimensions is not None:

@@ -36,10 +36,11 @@ def refuse_unsupported(spec: ModelSpec, body: dict[str, Any], tool_choice: Any =
     if tools and tool_choice != "none":
         raise BadRequest(f"{spec.name} does not support tools")
     think = body.get("think")
-    if think in THINK_LEVELS and think is not False:
+    if think is None or think is False:
+        return
+    if think in THINK_LEVELS:
         raise BadRequest(f"{spec.name} does not support thinking")
-    if think is not None and think is not False:
-        raise BadRequest("invalid value for field 'think': true, false, low, medium or high")
+    raise BadRequest("invalid value for field 'think': true, false, low, medium or high")
 
 
 def sampling_options(spec: ModelSpec, options: Any) -> Sampling:

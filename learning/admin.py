@@ -47,6 +47,5 @@ class LearningSignalAdmin(admin.ModelAdmin):
         return False  # signals come from use, never typed in
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LearningSignal]:
-        from learning.signals_api import visible_signals
-
-        return visible_signals(super().get_queryset(request), request.user)  # type: ignore[arg-type]
+        # Other users' app-chat signals are private, in the admin too.
+        return super().get_queryset(request).visible_to(request.user)  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -329,6 +330,15 @@ class LearningSignalQuerySet(models.QuerySet["LearningSignal"]):
         for row in rows:
             counts[row["kind"]] = row["n"]
         return counts
+
+    def visible_to(self, user: Any) -> LearningSignalQuerySet:
+        """A developer's own signals; staff every one but those of another user's app-chat turns
+        (their content is that user's chat: a question, a suggested answer)."""
+        if not user.is_staff:
+            return self.filter(user=user)
+        return self.exclude(
+            models.Q(interaction__conversation__isnull=False) & ~models.Q(user=user)
+        )
 
     def anonymise(self) -> int:
         """Cut the signals' links to their person: no user; content and details kept only where

@@ -6,23 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from constellation.engine import e8
-from learning.models import LearningSignal, SignalKind
+from learning.models import LearningSignal, LearningSignalQuerySet, SignalKind
 from qigcenter.schema import invalid
-
-
-def visible_signals(queryset: QuerySet[LearningSignal], user: User) -> QuerySet[LearningSignal]:
-    """A developer's own signals; staff every one but those of another user's app-chat turns
-    (their content is that user's chat: a question, a suggested answer)."""
-    if not user.is_staff:
-        return queryset.filter(user=user)
-    return queryset.exclude(Q(interaction__conversation__isnull=False) & ~Q(user=user))
 
 
 class LearningSignalSerializer(serializers.ModelSerializer):
@@ -52,13 +43,13 @@ class LearningSignalViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = LearningSignalSerializer
     queryset = LearningSignal.objects.select_related("user")
 
-    def get_queryset(self) -> QuerySet[LearningSignal]:
-        queryset = super().get_queryset()
+    def get_queryset(self) -> LearningSignalQuerySet:
+        queryset = LearningSignal.objects.select_related("user")
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return queryset
         user = self.request.user
         assert isinstance(user, User), "IsAuthenticated lets no anonymous user in"
-        queryset = visible_signals(queryset, user)
+        queryset = queryset.visible_to(user)
         if self.action != "list":
             return queryset
         wanted = SignalFilterSerializer(data=self.request.query_params)

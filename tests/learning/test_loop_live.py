@@ -128,10 +128,12 @@ def test_one_cycle_learns_a_correction_and_changes_nothing_else(product: Product
         json={"feedback": "down", "suggested_answer": CORRECTION},
     )
     assert reply.status_code == 200, reply.text
+    # Signals are derived after each answer is stored: the cycle must find both kinds.
     wait_for(
-        "the correction signal",
-        lambda: any(
-            s["kind"] == "correction" for s in client.get("/api/v1/signals/").json()["results"]
+        "the correction and the vocabulary gap's signals",
+        lambda: (
+            {"correction", "unknown_tokens"}
+            <= {s["kind"] for s in client.get("/api/v1/signals/").json()["results"]}
         ),
         30,
     )

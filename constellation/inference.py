@@ -46,6 +46,7 @@ from constellation.engine import (
     auto_threads,
     e8,
 )
+from constellation.engine.grammar import Constraint, GrammarError, Grammars
 from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
 from constellation.published import bootstrap_progress, fingerprint, has_model
 from constellation.streaming import Generation
@@ -163,6 +164,17 @@ class Loaded:
     loaded_at: float
     expires_at: float | None = DEFAULT_KEEP_ALIVE_S  # set properly on load
     tickets: set[Ticket] = field(default_factory=set)
+    _grammars: Grammars | None = None
+
+    def constraint(self, schema: dict[str, Any]) -> Constraint:
+        """A request's grammar for `schema` (the vocabulary is read for it once per model)."""
+        if self._grammars is None:
+            coord, cfg = self.coordizer, self.constellation.trunk.cfg
+            self._grammars = Grammars(coord.tokenizer, cfg.vocab_size, coord.eot_id)
+        try:
+            return self._grammars.constraint(schema)
+        except GrammarError as exc:
+            raise BadRequest(f"format: the JSON schema cannot be enforced: {exc}") from None
 
     @property
     def coordizer(self) -> Coordizer:
@@ -342,10 +354,12 @@ class InferenceService:
         num_ctx: int | None = None,
         context: list[int] | None = None,
         truncate: bool = False,
+        schema: dict[str, Any] | None = None,
     ) -> Generation:
         """Admit one request; errors (no model, too long, busy) are raised before any output.
         A prompt that does not fit the context window is `ContextTooLong`, or with `truncate`
-        (Ollama's default) loses its oldest tokens: its end is kept, with room to answer."""
+        (Ollama's default) loses its oldest tokens: its end is kept, with room to answer. With
+        `schema`, the reply is decoded under that JSON schema's grammar (400 if it cannot be)."""
         started = time.perf_counter()
         loaded, load_ns = await self._aensure_loaded(keep_alive)
         ids = list(context or []) + loaded.coordizer.encode(prompt)
@@ -367,7 +381,8 @@ class InferenceService:
         if len(loaded.tickets) >= loaded.scheduler.max_batch + max_queue():
             raise Busy()
         # A budget that fits the context: the scheduler stops a row when its cache is full.
-        ticket = loaded.scheduler.submit(Request(ids, [(kernel, 1.0)], options))
+        grammar = None if schema is None else await asyncio.to_thread(loaded.constraint, schema)
+        ticket = loaded.scheduler.submit(Request(ids, [(kernel, 1.0)], options, grammar))
         loaded.tickets.add(ticket)
         return Generation(
             self, loaded, ticket, options, len(ids), started, load_ns, keep_alive, route

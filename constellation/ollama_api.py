@@ -262,7 +262,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
     if raw and (body.get("template") or body.get("system") or context):
         raise BadRequest("raw mode does not support template, system, or context")
     keep_alive = parse_keep_alive(body.get("keep_alive"))
-    sampling = prompts.sampling_options(spec, body.get("options"))
+    sampling = prompts.sampling_options(spec, body.get("options"), body.get("format"))
     if not body.get("prompt") and not context:
         return await _load_only(spec.name, keep_alive, chat=False)
     truncate = field(body, "truncate", bool, True)  # Ollama: cut the prompt to fit, unless false
@@ -282,7 +282,7 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     prompts.refuse_unsupported(spec, body)
     stream = field(body, "stream", bool, True)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
-    sampling = prompts.sampling_options(spec, body.get("options"))
+    sampling = prompts.sampling_options(spec, body.get("options"), body.get("format"))
     if not messages:
         return await _load_only(spec.name, keep_alive, chat=True)
     truncate = field(body, "truncate", bool, True)  # drop the oldest messages to fit, unless false

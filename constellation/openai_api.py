@@ -105,6 +105,7 @@ async def _answer(
     spec = await catalog.aresolve(body.get("model", ""))
     prompts.refuse_unsupported(spec, body, body.get("tool_choice", "auto"))
     sampling = prompts.sampling_options(spec, options_of(body))
+    sampling = sampling._replace(schema=prompts.openai_format(body.get("response_format")))
     client = client_of(request, await request.auser())
     truncate = body.get("truncate", True)
     if not isinstance(truncate, bool):

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from constellation import catalog
 from constellation.catalog import ModelSpec
 from constellation.engine import SamplingOptions
+from constellation.engine.grammar import ANY_OBJECT
 from constellation.errors import BadRequest, ModelNotFound
 
 # Ollama's documented defaults (the engine's own num_predict default is 128: a reply stays short
@@ -21,6 +22,37 @@ DEFAULTS: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repe
 class Sampling(NamedTuple):
     options: SamplingOptions
     num_ctx: int | None  # the request's context window (None: the model's)
+    schema: dict[str, Any] | None = None  # the JSON schema the reply must match (`format`)
+
+
+def ollama_format(value: Any) -> dict[str, Any] | None:
+    """Ollama's `format`: "json" (any JSON object, as Ollama's JSON grammar), a JSON schema, or
+    nothing ("" / null)."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return dict(ANY_OBJECT)
+    if isinstance(value, dict):
+        return value
+    raise BadRequest(f'invalid format: expected "json" or a JSON schema object, got {value!r:.80}')
+
+
+def openai_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI's `response_format`: {"type": "text" | "json_object" | "json_schema", …}."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return dict(ANY_OBJECT)
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise BadRequest("response_format: json_schema.schema: expected a JSON schema object")
+        return schema
+    raise BadRequest("response_format: type must be text, json_object or json_schema")
 
 
 THINK_LEVELS = (True, "low", "medium", "high")
@@ -43,8 +75,10 @@ def refuse_unsupported(spec: ModelSpec, body: dict[str, Any], tool_choice: Any =
     raise BadRequest("invalid value for field 'think': true, false, low, medium or high")
 
 
-def sampling_options(spec: ModelSpec, options: Any) -> Sampling:
-    """The request's `options` over the model's parameters over Ollama's defaults."""
+def sampling_options(spec: ModelSpec, options: Any, format: Any = None) -> Sampling:
+    """The request's `options` over the model's parameters over Ollama's defaults; `format`:
+    Ollama's (`ollama_format`)."""
+    schema = ollama_format(format)
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -59,7 +93,7 @@ def sampling_options(spec: ModelSpec, options: Any) -> Sampling:
         raise BadRequest("invalid options: num_ctx: expected a number")
     if num_ctx is not None and not (math.isfinite(num_ctx) and 0 <= num_ctx < 2**31):
         raise BadRequest(f"invalid options: num_ctx: {num_ctx!r} is out of range (0 to 2^31-1)")
-    return Sampling(opts, int(num_ctx) if num_ctx else None)
+    return Sampling(opts, int(num_ctx) if num_ctx else None, schema)
 
 
 def render_template(template: str, system: str, prompt: str) -> str:

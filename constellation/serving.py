@@ -48,6 +48,7 @@ async def answer(
             sampling.num_ctx,
             context,
             truncate,
+            sampling.schema,
         )
     except BaseException:
         activity.end()

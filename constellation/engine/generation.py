@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,6 +25,9 @@ class Request:
     prompt: list[int]
     kernels: list[tuple[int | None, float]] = field(default_factory=lambda: [(None, 1.0)])
     options: SamplingOptions = field(default_factory=SamplingOptions)
+    # an llguidance matcher fresh for this request (`grammar.Grammars.matcher`): its tokens are
+    # constrained to the grammar (the scheduler only)
+    grammar: Any = None
 
     def __post_init__(self) -> None:
         if not self.prompt:
@@ -69,6 +73,8 @@ def decode(
     rows: list[tuple[list[int], int]] = []  # (prompt, slot) per row
     weights: list[list[float]] = []
     for r in requests:
+        if r.grammar is not None:
+            raise ValueError("grammar: constrained decoding runs in the scheduler")
         kernels = [k for k, _ in r.kernels]
         slots = bank.slots_for(kernels) if bank is not None else [0] * len(kernels)
         if any(k is not None for k in kernels) and bank is None:

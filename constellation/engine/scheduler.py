@@ -11,6 +11,9 @@ A step costs what the direct decode loop (`generation.decode`) costs: with one a
 the same forward over that row's own `KVCache`; the LoRA route (the rows' gathered adapter
 weights) is built once per batch composition, not per step; greedy rows without a repeat
 penalty are picked with one argmax over the whole batch and a single device-to-host copy.
+A request with a grammar (`Request.grammar`, Ollama's `format`) has its row's logits masked to
+what its matcher allows before the pick, and each token fed back to it (`grammar.py`); rows with
+and without one share the batch.
 
 Use it synchronously (`submit` + `step` / `run_until_idle`) or with the background thread
 (`start` / `stop`), iterating each `Ticket` for its tokens as they are produced.
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .generation import Request
+from .grammar import Constraint, mask_logits
 from .model import KVCache, LoRABank, LoRARoute, SlotCaches, Trunk, cache_dtype
 from .sampling import make_generator, sample_next
 
@@ -133,6 +137,16 @@ class _Row:
     produced: int = 0
     last: int = 0
     hidden: list[Tensor] = field(default_factory=list)
+
+    @property
+    def constraint(self) -> Constraint | None:
+        return self.ticket.request.grammar
+
+    def closer(self, logits: Tensor) -> int | None:
+        """With a grammar and little budget left: the token that closes its document."""
+        c = self.constraint
+        left = min(self.budget - self.produced, self.cache.max_len - self.cache.pos)
+        return c.closer(logits) if c is not None and c.closing(left) else None
 
 
 class Scheduler:
@@ -253,7 +267,13 @@ class Scheduler:
         row = _Row(ticket, cache, slot, make_generator(req.options.seed), list(req.prompt), budget)
         if self.keep_hidden:
             ticket.hidden.append(out.hidden[0].float())
-        if not self._sample(row, out.logits[0, -1]):
+        logits = out.logits[:, -1]  # (1, V)
+        closer = None
+        if row.constraint is not None:
+            mask_logits([row.constraint.matcher], logits)
+            closer = row.closer(logits[0])
+        done = self._take(row, closer) if closer is not None else self._sample(row, logits[0])
+        if not done:
             self.active.append(row)
 
     def _route_for(self, slots: tuple[int, ...]) -> LoRARoute | None:
@@ -300,9 +320,21 @@ class Scheduler:
 
     def _sample_rows(self, rows: list[_Row], logits: Tensor) -> list[_Row | None]:
         """Next token of every row from logits (B, V); the rows still going (None: finished).
+        Rows with a grammar get their disallowed logits masked first (the others untouched).
         Greedy rows without a repeat penalty share one argmax and one copy to the host."""
-        fast = [_plain_greedy(r) for r in rows]
+        constrained = [i for i, r in enumerate(rows) if r.constraint is not None]
+        closers: dict[int, int] = {}
+        if constrained:
+            part = logits if len(constrained) == len(rows) else logits[constrained]
+            mask_logits([rows[i].constraint.matcher for i in constrained], part)  # type: ignore
+            if part is not logits:
+                logits[constrained] = part
+            for i in constrained:
+                if (tok := rows[i].closer(logits[i])) is not None:
+                    closers[i] = tok
+        fast = [_plain_greedy(r) or i in closers for i, r in enumerate(rows)]
         picks: list[int] = logits.argmax(-1).tolist() if any(fast) else []
+        picks = [closers.get(i, p) for i, p in enumerate(picks)] if closers else picks
         still: list[_Row | None] = []
         for i, row in enumerate(rows):
             done = self._take(row, picks[i]) if fast[i] else self._sample(row, logits[i])
@@ -330,6 +362,13 @@ class Scheduler:
             row.ticket._finish("stop")
             return True
         row.ticket._emit(tok)
+        if (constraint := row.constraint) is not None:
+            if not constraint.consume(tok):  # never after the mask; say so if it does
+                self._fail([row.ticket], RuntimeError(f"grammar: {constraint.error()}"))
+                return True
+            if constraint.stopped:  # the document is whole: only end of text is left
+                row.ticket._finish("stop")
+                return True
         if row.produced >= row.budget or row.cache.pos >= row.cache.max_len:
             row.ticket._finish("length")
             return True

@@ -79,7 +79,8 @@ migrations-check: $(PY_STAMP)  ## fail when a model change has no migration
 deploy-check: $(PY_STAMP)  ## Django's deployment checklist with production settings
 	$(DEPLOY_ENV) $(BIN)/python manage.py check --deploy --fail-level WARNING
 
-test-backend: $(PY_STAMP) $(DIST)  ## pytest (engine, API, websockets, Celery, the live product)
+# $(NODE_STAMP): tests/inference/test_ollama_js.py runs ollama-js from frontend/node_modules.
+test-backend: $(PY_STAMP) $(NODE_STAMP) $(DIST)  ## pytest (engine, API, websockets, Celery, the live product)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-frontend: $(NODE_STAMP)  ## eslint + prettier check, Vitest component and hook tests

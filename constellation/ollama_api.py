@@ -231,6 +231,8 @@ async def answer_lines(
                 line["context"] = answer.context()
             line.update(final_stats(piece.stats))
             line["route"] = piece.route  # this project's: who answered and why (clients ignore it)
+        if piece.logprobs:
+            line["logprobs"] = piece.logprobs
         yield line
 
 
@@ -242,10 +244,13 @@ async def respond(
         return StreamingHttpResponse(ndjson(lines), content_type=NDJSON)
     parts: list[str] = []
     last: dict[str, Any] = {}
+    logprobs: list[dict[str, Any]] = []
     async for line in lines:
         parts.append(line["message"]["content"] if chat else line["response"])
+        logprobs += line.get("logprobs", [])
         last = line
-    return JsonResponse({**last, **content("".join(parts), chat)})
+    whole = {**last, **content("".join(parts), chat)}
+    return JsonResponse({**whole, "logprobs": logprobs} if logprobs else whole)
 
 
 @ollama_view("POST")
@@ -263,6 +268,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
         raise BadRequest("raw mode does not support template, system, or context")
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     sampling = prompts.sampling_options(spec, body.get("options"), body.get("format"))
+    sampling = prompts.with_logprobs(sampling, body.get("logprobs"), body.get("top_logprobs"))
     if not body.get("prompt") and not context:
         return await _load_only(spec.name, keep_alive, chat=False)
     truncate = field(body, "truncate", bool, True)  # Ollama: cut the prompt to fit, unless false
@@ -283,6 +289,7 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     stream = field(body, "stream", bool, True)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     sampling = prompts.sampling_options(spec, body.get("options"), body.get("format"))
+    sampling = prompts.with_logprobs(sampling, body.get("logprobs"), body.get("top_logprobs"))
     if not messages:
         return await _load_only(spec.name, keep_alive, chat=True)
     truncate = field(body, "truncate", bool, True)  # drop the oldest messages to fit, unless false

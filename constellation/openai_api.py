@@ -106,6 +106,13 @@ async def _answer(
     prompts.refuse_unsupported(spec, body, body.get("tool_choice", "auto"))
     sampling = prompts.sampling_options(spec, options_of(body))
     sampling = sampling._replace(schema=prompts.openai_format(body.get("response_format")))
+    if endpoint == "openai.completion":  # the legacy form: logprobs is the number of alternatives
+        top = body.get("logprobs")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top > 5):
+            raise BadRequest("logprobs: expected an integer from 0 to 5")
+        sampling = prompts.with_logprobs(sampling, top is not None, top)
+    else:
+        sampling = prompts.with_logprobs(sampling, body.get("logprobs"), body.get("top_logprobs"))
     client = client_of(request, await request.auser())
     truncate = body.get("truncate", True)
     if not isinstance(truncate, bool):
@@ -162,7 +169,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if not body.get("stream"):
         text, final = await answer.collect()
         message = {"role": "assistant", "content": text}
-        return whole({**base, "object": "chat.completion"}, final, message=message)
+        logprobs = chat_logprobs(final.logprobs)
+        return whole(
+            {**base, "object": "chat.completion"}, final, message=message, logprobs=logprobs
+        )
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def events() -> AsyncIterator[dict[str, Any]]:
@@ -178,7 +188,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             delta: dict[str, Any] = {"content": piece.text}
             if first:
                 delta["role"], first = "assistant", False
-            yield {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+            if piece.logprobs is not None:
+                choice["logprobs"] = chat_logprobs(piece.logprobs)
+            yield {**chunk, "choices": [choice]}
 
     return StreamingHttpResponse(sse(events()), content_type="text/event-stream")
 
@@ -201,15 +214,41 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
     }
     if not body.get("stream"):
         text, final = await answer.collect()
-        return whole(base, final, text=text, logprobs=None)
+        return whole(base, final, text=text, logprobs=legacy_logprobs(final.logprobs, 0))
 
     async def events() -> AsyncIterator[dict[str, Any]]:
+        offset = 0
         async for piece in answer.pieces():
             reason = finish_reason(piece.done_reason) if piece.done else None
-            choice = {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": reason}
+            logprobs = legacy_logprobs(piece.logprobs, offset)
+            offset += len(piece.text)
+            choice = {"index": 0, "text": piece.text, "logprobs": logprobs, "finish_reason": reason}
             yield {**base, "choices": [choice], **({"route": piece.route} if piece.done else {})}
 
     return StreamingHttpResponse(sse(events()), content_type="text/event-stream")
+
+
+def chat_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A chat choice's `logprobs`: OpenAI's entries are Ollama's ({token, logprob, bytes,
+    top_logprobs})."""
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+def legacy_logprobs(entries: list[dict[str, Any]] | None, offset: int) -> dict[str, Any] | None:
+    """A completion's `logprobs` in the legacy shape (tokens, token_logprobs, top_logprobs as
+    {token: logprob}, text_offset: where each token starts, `offset` = the text before them)."""
+    if entries is None:
+        return None
+    starts, at = [], offset
+    for e in entries:
+        starts.append(at)
+        at += len(e["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+        "text_offset": starts,
+    }
 
 
 def model_entry(name: str, created: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the model's over Ollama's defaults)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any, NamedTuple
@@ -23,6 +24,23 @@ class Sampling(NamedTuple):
     options: SamplingOptions
     num_ctx: int | None  # the request's context window (None: the model's)
     schema: dict[str, Any] | None = None  # the JSON schema the reply must match (`format`)
+
+
+def with_logprobs(sampling: Sampling, logprobs: Any, top_logprobs: Any) -> Sampling:
+    """`logprobs: true` (the log-probability of each token produced) and `top_logprobs` (that
+    many alternatives too, 0–20), as Ollama's and OpenAI's chat take them."""
+    if logprobs is None and top_logprobs is None:
+        return sampling
+    if not isinstance(logprobs, bool | type(None)):
+        raise BadRequest("invalid value for field 'logprobs': expected true or false")
+    top = 0 if top_logprobs is None else top_logprobs
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+        raise BadRequest("invalid value for field 'top_logprobs': an integer from 0 to 20")
+    if top and not logprobs:
+        raise BadRequest("top_logprobs needs logprobs: true")
+    if not logprobs:
+        return sampling
+    return sampling._replace(options=dataclasses.replace(sampling.options, logprobs=top))
 
 
 def ollama_format(value: Any) -> dict[str, Any] | None:

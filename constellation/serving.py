@@ -110,13 +110,18 @@ class Answer:
             activity.end()
 
     async def collect(self) -> tuple[str, Piece]:
-        """The whole text of a non-streamed answer and its done piece (stored as `pieces`)."""
+        """The whole text of a non-streamed answer and its done piece (stored as `pieces`),
+        which carries the log-probabilities of all its tokens when they were asked for."""
         parts: list[str] = []
+        logprobs: list[dict[str, Any]] = []
         final: Piece | None = None
         async for piece in self.pieces():
             parts.append(piece.text)
+            logprobs += piece.logprobs or []
             final = piece
         assert final is not None and final.done, "an answer ends with a done piece"
+        if final.logprobs is not None:  # asked for: every token's, on the done piece
+            final.logprobs = logprobs
         return "".join(parts), final
 
     async def turn(self, conversation: Conversation) -> AsyncGenerator[Piece]:

@@ -30,6 +30,9 @@ class Piece:
     done: bool = False
     done_reason: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    # with `logprobs` asked: one entry per token that arrived with this piece's text,
+    # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]} (Ollama's shape)
+    logprobs: list[dict[str, Any]] | None = None
 
     @property
     def route(self) -> dict[str, Any] | None:
@@ -100,7 +103,17 @@ class Generation:
         decode = self.loaded.coordizer.decode
         stops = self.options.stop
         ids: list[int] = []
+        scored = 0  # tokens whose log-probabilities went out with a piece
         sent = 0  # characters of the decoded text already yielded
+
+        def piece(text: str, **done: Any) -> Piece:
+            nonlocal scored
+            if self.options.logprobs < 0:
+                return Piece(text, **done)
+            entries = [self.logprob_entry(i) for i in range(scored, len(ids))]
+            scored = len(ids)
+            return Piece(text, **done, logprobs=entries)
+
         first_token_at: float | None = None
         reason = ""
         finished = False
@@ -124,11 +137,11 @@ class Generation:
                 if stopped:
                     ticket.cancel()
                     if end > sent:
-                        yield Piece(text[sent:end])
+                        yield piece(text[sent:end])
                     sent, reason = end, "stop"
                     break
                 if end > sent:
-                    yield Piece(text[sent:end])
+                    yield piece(text[sent:end])
                     sent = end
             if not reason:
                 if ticket.done_reason == "cancelled":
@@ -139,18 +152,32 @@ class Generation:
                 text = decode(ids)
                 tail = text[sent:].replace("\ufffd", "") if stops else text[sent:]
                 if tail:
-                    yield Piece(tail)
+                    yield piece(tail)
                     sent = len(text)
             if reading:
                 stats = await asyncio.to_thread(self.measures, first_token_at, len(ids))
             else:
                 stats = self.timings(first_token_at, len(ids))
             finished = True
-            yield Piece("", done=True, done_reason=reason, stats=stats)
+            yield piece("", done=True, done_reason=reason, stats=stats)
         finally:
             if not finished:
                 ticket.cancel()  # the client went away or an error: free the row now
             self.service.finished(self.loaded, ticket, self.keep_alive)
+
+    def logprob_entry(self, index: int) -> dict[str, Any]:
+        """Token `index` of the reply with its log-probability and its top alternatives'."""
+        logprob, alternatives = self.ticket.logprobs[index]
+        token = self.ticket.tokens[index]
+        return {
+            **self.token_entry(token, logprob),
+            "top_logprobs": [self.token_entry(t, lp) for t, lp in alternatives],
+        }
+
+    def token_entry(self, token: int, logprob: float) -> dict[str, Any]:
+        raw = self.loaded.coordizer.token_bytes(token)
+        text = raw.decode("utf-8", errors="replace")
+        return {"token": text, "logprob": logprob, "bytes": list(raw)}
 
     def measures(self, first_token_at: float | None, eval_count: int) -> dict[str, Any]:
         """What the answer measured until now (finished, or stopped part-way): durations, token

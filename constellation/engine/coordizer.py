@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ class CoordizerConfig:
     kmeans_iters: int = 30
     tau_scale: float = 0.1  # τ = tau_scale · median squared distance to the nearest centroid
     seed: int = 0
+
+
+@lru_cache(maxsize=1)
+def _byte_table() -> dict[str, int]:
+    """ByteLevel's printable stand-in for each byte (GPT-2's table), reversed: char → byte."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    moved = [b for b in range(256) if b not in kept]
+    table = {chr(b): b for b in kept}
+    table.update({chr(256 + n): b for n, b in enumerate(moved)})
+    return table
 
 
 def _new_tokenizer() -> Tokenizer:
@@ -77,6 +88,14 @@ class Coordizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [list(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for (its text may be half a UTF-8 character)."""
+        piece = self.tokenizer.id_to_token(token) or ""
+        if piece == EOT:
+            return piece.encode()
+        table = _byte_table()
+        return bytes(table[c] for c in piece if c in table)
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))

@@ -32,6 +32,9 @@ class SamplingOptions:
     stop: list[str] = field(default_factory=list)
     num_predict: int = 128  # -1: until end of text or the context is full
     ignore_eos: bool = False  # never sample end of text: generate until num_predict or the context
+    # log-probabilities of each token produced and of this many alternatives (0–20); -1: none.
+    # A request field in Ollama's and OpenAI's APIs (`logprobs`, `top_logprobs`), not an option.
+    logprobs: int = -1
 
     def __post_init__(self) -> None:
         checks = {
@@ -41,6 +44,7 @@ class SamplingOptions:
             "repeat_penalty": self.repeat_penalty > 0,
             "repeat_last_n": self.repeat_last_n >= -1,
             "num_predict": self.num_predict >= -1,
+            "logprobs": -1 <= self.logprobs <= 20,
         }
         for name, ok in checks.items():
             if not ok:
@@ -66,7 +70,7 @@ class SamplingOptions:
             "num_predict": int,
         }
         for f in fields(cls):
-            if f.name not in opts or opts[f.name] is None:
+            if f.name == "logprobs" or f.name not in opts or opts[f.name] is None:
                 continue
             value = opts[f.name]
             if f.name == "stop":

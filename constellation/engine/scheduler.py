@@ -49,6 +49,9 @@ class Ticket:
         self.tokens: list[int] = []
         self.done_reason: str | None = None
         self.hidden: list[Tensor] = []  # final hidden states (T, C) per step, for Φ/κ
+        # with options.logprobs ≥ 0: per token, its log-probability and the top alternatives'
+        # (token, log-probability), set before the token is emitted
+        self.logprobs: list[tuple[float, list[tuple[int, float]]]] = []
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -272,7 +275,10 @@ class Scheduler:
         if row.constraint is not None:
             mask_logits([row.constraint.matcher], logits)
             closer = row.closer(logits[0])
-        done = self._take(row, closer) if closer is not None else self._sample(row, logits[0])
+        if closer is not None:
+            done = self._take(row, closer, logits[0])
+        else:
+            done = self._sample(row, logits[0])
         if not done:
             self.active.append(row)
 
@@ -337,7 +343,7 @@ class Scheduler:
         picks = [closers.get(i, p) for i, p in enumerate(picks)] if closers else picks
         still: list[_Row | None] = []
         for i, row in enumerate(rows):
-            done = self._take(row, picks[i]) if fast[i] else self._sample(row, logits[i])
+            done = self._take(row, picks[i], logits[i]) if fast[i] else self._sample(row, logits[i])
             still.append(None if done else row)
         return still
 
@@ -351,10 +357,13 @@ class Scheduler:
             log.exception("engine: sampling failed for one request")
             self._fail([row.ticket], exc)
             return True
-        return self._take(row, tok)
+        return self._take(row, tok, logits)
 
-    def _take(self, row: _Row, tok: int) -> bool:
-        """Record and emit the row's next token; True when the request has finished."""
+    def _take(self, row: _Row, tok: int, logits: Tensor) -> bool:
+        """Record and emit the row's next token (drawn from `logits`, (V,)); True when the
+        request has finished."""
+        if (top := row.ticket.request.options.logprobs) >= 0 and tok != self.eot_id:
+            row.ticket.logprobs.append(_logprobs(logits, tok, top))
         row.produced += 1
         row.history.append(tok)
         row.last = tok
@@ -400,6 +409,16 @@ class Scheduler:
             if not worked:
                 self._wake.wait(0.05)
                 self._wake.clear()
+
+
+def _logprobs(logits: Tensor, tok: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """The token's log-probability under the model's distribution for this step (the logits'
+    softmax, after a grammar's mask, before temperature and the other sampling filters) and the
+    `top` most likely tokens'."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    best = torch.topk(lp, top) if top else None
+    pairs = zip(best.indices.tolist(), best.values.tolist(), strict=True) if best else ()
+    return float(lp[tok]), [(t, v) for t, v in pairs if v != float("-inf")]  # not the masked
 
 
 def _plain_greedy(row: _Row) -> bool:

@@ -244,30 +244,57 @@ def check_base(name: str, base: str) -> None:
         current = full_name(parent.base)
 
 
-def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
+def prepare(name: Any, text: Any, **fields: Any) -> tuple[str, modelfile.Modelfile]:
+    """A config `/api/create` is to make, checked, nothing written: (its full name, its
+    Modelfile). `text`: a Modelfile; without one, the JSON form's `fields` (`from`, `parameters`,
+    `system`, `template`, `messages`, `license`). `BadRequest` for what is invalid,
+    `ModelNotFound` for a base that is not there."""
     name = new_name(name)
-    for key in ("from", "system", "template"):
-        if fields.get(key) is not None and not isinstance(fields[key], str):
-            raise BadRequest(f"invalid value for field {key!r}: expected a string")
-    parameters = fields.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("invalid value for field 'parameters': expected an object")
-    if not isinstance(text, str) or not text.strip():
-        if not fields.get("from"):
-            raise BadRequest("a Modelfile (modelfile) or from is required")
-        text = f"FROM {fields['from']}\n"
-        for key, value in parameters.items():
-            for v in value if isinstance(value, list) else [value]:
-                text += f"PARAMETER {key} {v}\n"
-        if fields.get("system"):
-            text += f'SYSTEM """{fields["system"]}"""\n'
-        if fields.get("template"):
-            text += f'TEMPLATE """{fields["template"]}"""\n'
     try:
-        mf = modelfile.parse(text)
+        written = isinstance(text, str) and text.strip()
+        mf = modelfile.parse(text) if written else _json_form(fields)
     except modelfile.ModelfileError as exc:
         raise BadRequest(str(exc)) from None
     check_base(name, mf.base)  # the base must exist (404 otherwise), and no cycle
+    return name, mf
+
+
+def _json_form(fields: dict[str, Any]) -> modelfile.Modelfile:
+    """The Modelfile the JSON form's fields describe, each checked as its instruction is."""
+    for key in ("from", "system", "template"):
+        if fields.get(key) is not None and not isinstance(fields[key], str):
+            raise BadRequest(f"invalid value for field {key!r}: expected a string")
+    base = (fields.get("from") or "").strip()
+    if not base:
+        raise BadRequest("a Modelfile (modelfile) or from is required")
+    mf = modelfile.Modelfile(
+        base=base,
+        system=fields.get("system") or "",
+        template=fields.get("template") or "",
+    )
+    parameters = fields.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("invalid value for field 'parameters': expected an object")
+    for key, value in parameters.items():
+        for v in value if isinstance(value, list) else [value]:
+            modelfile.add_parameter(mf, key, str(v).lower() if isinstance(v, bool) else str(v))
+    messages = fields.get("messages") or []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("invalid value for field 'messages': expected a list of objects")
+    for m in messages:
+        if not isinstance(m.get("content", ""), str):
+            raise BadRequest("invalid value for field 'messages': content must be a string")
+        modelfile.add_message(mf, m.get("role"), m.get("content") or "")
+    license = fields.get("license") or ""
+    licenses = license if isinstance(license, list) else [license]
+    if not all(isinstance(text, str) for text in licenses):
+        raise BadRequest("invalid value for field 'license': a string or a list of strings")
+    mf.license = "\n\n".join(licenses)
+    return mf
+
+
+def save(name: str, mf: modelfile.Modelfile) -> ModelConfig:
+    """Write the config `prepare` checked (a config of that name is replaced)."""
     config, _ = ModelConfig.objects.update_or_create(
         name=name,
         defaults={
@@ -282,6 +309,11 @@ def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
         },
     )
     return config
+
+
+def create(name: Any, text: Any, **fields: Any) -> ModelConfig:
+    """`prepare`, then `save`: a config with nothing else to make."""
+    return save(*prepare(name, text, **fields))
 
 
 def copy(source: Any, destination: Any) -> None:

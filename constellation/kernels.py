@@ -100,14 +100,15 @@ def kernel_trained(
     trunk_cfg: TrunkConfig,
     anchor_update: AnchorUpdate,
     *,
-    job: int,
+    job: int | None,
     phi: float | None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Publish the kernel's new adapter as its current version and make it active with its
     moved anchor; returns the version's directory. `meta` (e.g. the routing radius and held-out
-    figures) goes to the version's kernel.json with the anchor, the job and the time. Inside an
-    outer transaction the version is served when that commits."""
+    figures) goes to the version's kernel.json with the anchor, the job (None: an adapter a
+    client brought) and the time. Inside an outer transaction the version is served when that
+    commits. An anchor that did not move has nothing to tell federation (`kernel_learned`)."""
     meta = {
         **(meta or {}),
         "anchor": anchor_update.after,
@@ -131,15 +132,16 @@ def kernel_trained(
                 "job": job,
             }
             transaction.on_commit(lambda: _serve(kernel, version, "kernel.trained", phi, extra))
-            transaction.on_commit(
-                lambda: kernel_learned.send(
-                    sender=Kernel,
-                    index=index,
-                    anchor=list(anchor_update.after),
-                    tokens=float(meta.get("tokens") or 1.0),
-                    phi=phi,
+            if anchor_update.distance > 0:
+                transaction.on_commit(
+                    lambda: kernel_learned.send(
+                        sender=Kernel,
+                        index=index,
+                        anchor=list(anchor_update.after),
+                        tokens=float(meta.get("tokens") or 1.0),
+                        phi=phi,
+                    )
                 )
-            )
     except BaseException:
         published.discard_version(published.kernel_dir(index), version)
         raise

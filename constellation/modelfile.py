@@ -79,14 +79,16 @@ def _lines(text: str) -> list[tuple[str, str]]:
             continue
         word, _, rest = line.partition(" ")
         rest = rest.strip()
-        if rest.startswith('"""'):
-            body = rest[3:]
+        # MESSAGE's text follows its role: `MESSAGE user """…"""`
+        head, _, value = rest.partition(" ") if word.lower() == "message" else ("", "", rest)
+        if value.lstrip().startswith('"""'):
+            body = value.lstrip()[3:]
             while '"""' not in body and i < len(lines):
                 body += "\n" + lines[i]
                 i += 1
             if '"""' not in body:
                 raise ModelfileError(f'{word.upper()}: unterminated """')
-            rest = body[: body.index('"""')]
+            rest = (f"{head} " if head else "") + body[: body.index('"""')]
         out.append((word.lower(), rest))
     return out
 
@@ -100,19 +102,7 @@ def parse(text: str) -> Modelfile:
             mf.base = _unquote(arg)
         elif word == "parameter":
             name, _, raw = arg.partition(" ")
-            name, raw = name.lower(), _unquote(raw)
-            kind = STANDARD.get(name) or OWN.get(name)
-            if kind is None:
-                continue  # unknown parameters are ignored, as elsewhere
-            value = _value(kind, name, raw)
-            if name == "stop":
-                mf.parameters.setdefault("stop", []).append(value)
-            elif name == "constellation_size" and value not in e8.PRESETS:
-                raise ModelfileError(
-                    f"PARAMETER constellation_size: expected one of {', '.join(e8.PRESETS)}"
-                )
-            else:
-                mf.parameters[name] = value
+            add_parameter(mf, name, _unquote(raw))
         elif word == "system":
             mf.system = _unquote(arg) if not arg.startswith("\n") else arg
         elif word == "template":
@@ -121,14 +111,40 @@ def parse(text: str) -> Modelfile:
             mf.license = arg
         elif word == "message":
             role, _, content = arg.partition(" ")
-            if role not in ("system", "user", "assistant"):
-                raise ModelfileError(f"MESSAGE: invalid role {role!r}")
-            mf.messages.append({"role": role, "content": _unquote(content)})
+            add_message(mf, role, content if "\n" in content else _unquote(content))
         elif word == "adapter":
             mf.adapter_kernel = kernel_of(_unquote(arg))
     if not mf.base:
         raise ModelfileError("no FROM line")
     return mf
+
+
+def add_parameter(mf: Modelfile, name: str, raw: str) -> None:
+    """`PARAMETER name raw` (the JSON form's `parameters` too): typed as the parameter is;
+    repeatable `stop`; unknown names ignored, as elsewhere."""
+    name = name.lower()
+    kind = STANDARD.get(name) or OWN.get(name)
+    if kind is None:
+        return
+    value = _value(kind, name, raw)
+    if name == "stop":
+        mf.parameters.setdefault("stop", []).append(value)
+    elif name == "constellation_size" and value not in e8.PRESETS:
+        raise ModelfileError(
+            f"PARAMETER constellation_size: expected one of {', '.join(e8.PRESETS)}"
+        )
+    else:
+        mf.parameters[name] = value
+
+
+MESSAGE_ROLES = ("system", "user", "assistant")
+
+
+def add_message(mf: Modelfile, role: str, content: str) -> None:
+    """`MESSAGE role content` (the JSON form's `messages` too): a turn every chat starts with."""
+    if role not in MESSAGE_ROLES:
+        raise ModelfileError(f"MESSAGE: invalid role {role!r}: expected {', '.join(MESSAGE_ROLES)}")
+    mf.messages.append({"role": role, "content": content})
 
 
 KERNEL_NAME = re.compile(r"^qig-kernel-(\d+)(?:-([a-z]+))?(?::latest)?$", re.IGNORECASE)
@@ -164,7 +180,9 @@ def render(mf: Modelfile) -> str:
         for v in value if isinstance(value, list) else [value]:
             lines.append(f"PARAMETER {name} {str(v).lower() if isinstance(v, bool) else v}")
     for message in mf.messages:
-        lines.append(f"MESSAGE {message['role']} {message['content']}")
+        text = message["content"]
+        quoted = f'"""{text}"""' if "\n" in text else text
+        lines.append(f"MESSAGE {message['role']} {quoted}")
     if mf.license:
         lines.append(f'LICENSE """{mf.license}"""')
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 import qigcenter
-from constellation import catalog, prompts, serving
+from constellation import catalog, creation, prompts, serving
 from constellation.errors import BadRequest, InferenceError, ModelNotFound
 from constellation.inference import parse_keep_alive, service
 from constellation.interactions import Asked
@@ -135,21 +135,39 @@ async def show(request: HttpRequest) -> JsonResponse:
 
 @ollama_view("POST")
 async def create(request: HttpRequest) -> HttpResponseBase:
+    """A model config (a Modelfile, or the JSON form); with `adapters`, a kernel's new adapter
+    version, held to the promotion gate (constellation/creation.py). All is checked before the
+    first byte; the gate runs while the status lines stream, and its refusal is 400 (`stream:
+    false`) or the last line, with the figures it decided on in `heldout`."""
     body = read_json(request)
-    name = body.get("model") or body.get("name")
-    await sync_to_async(catalog.create)(
-        name,
-        body.get("modelfile"),
-        **{k: body.get(k) for k in ("from", "parameters", "system", "template")},
-    )
-    lines = [
-        {"status": "using existing layers"},
-        {"status": "writing manifest"},
-        {"status": "success"},
-    ]
-    if body.get("stream") is False:
-        return JsonResponse({"status": "success"})
-    return StreamingHttpResponse((json.dumps(line) + "\n" for line in lines), content_type=NDJSON)
+    stream = field(body, "stream", bool, True)
+    planned = await sync_to_async(creation.plan)(body)
+    if planned.offer is None or not stream:
+        try:
+            await sync_to_async(planned.make)()
+        except creation.AdapterRefused as exc:
+            return JsonResponse({"error": exc.message, "heldout": exc.figures}, status=400)
+        if not stream:
+            return JsonResponse({"status": "success"})
+    return StreamingHttpResponse(ndjson(create_lines(planned)), content_type=NDJSON)
+
+
+async def create_lines(planned: creation.Creation) -> AsyncIterator[dict[str, Any]]:
+    """Ollama's status lines of a create; an adapter is judged between them (it takes a while)."""
+    yield {"status": "parsing modelfile"}
+    if planned.offer is None:  # made already
+        yield {"status": "using existing layers"}
+    else:
+        yield {"status": "creating adapter layer"}
+        try:
+            verdict = await sync_to_async(planned.make)()
+        except creation.AdapterRefused as exc:
+            yield {"error": exc.message, "heldout": exc.figures}
+            return
+        if verdict is not None:
+            yield {"status": f"kernel {planned.offer.kernel} promoted: {verdict.reason}"}
+    yield {"status": "writing manifest"}
+    yield {"status": "success"}
 
 
 @ollama_view("POST")

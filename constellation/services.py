@@ -18,6 +18,10 @@ from constellation.models import Kernel
 kernel_rolled_back = Signal()
 # A kernel learned (a promoted adapter version, its moved anchor): index, anchor, tokens, phi.
 kernel_learned = Signal()
+# `/api/create` offers a kernel an adapter a client brought (`constellation.creation`): offer (an
+# `Offer`), then (what to write in the transaction that publishes it). The learning app's receiver
+# holds it to the promotion gate and answers a `Verdict`.
+adapter_offered = Signal()
 
 
 def ensure_kernels() -> int:

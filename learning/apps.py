@@ -9,13 +9,20 @@ class LearningConfig(AppConfig):
         from django.db.models.signals import post_save, pre_delete
 
         from constellation.models import Interaction, ModelConfig
-        from constellation.services import kernel_rolled_back
-        from learning.receivers import apply_modelfile_loop, record_rollback, train_on_uploads
+        from constellation.services import adapter_offered, kernel_rolled_back
+        from learning.receivers import (
+            apply_modelfile_loop,
+            judge_offered_adapter,
+            record_rollback,
+            train_on_uploads,
+        )
         from learning.usage_signals import on_interaction_deleted, on_interaction_saved
         from uploads.signals import training_requested
 
         training_requested.connect(train_on_uploads, dispatch_uid="learning.train_on_uploads")
         kernel_rolled_back.connect(record_rollback, dispatch_uid="learning.record_rollback")
+        # An adapter a client brings with /api/create: held to the promotion gate.
+        adapter_offered.connect(judge_offered_adapter, dispatch_uid="learning.adapter_gate")
         # Learning signals: the constellation records interactions and never imports learning.
         post_save.connect(
             on_interaction_saved, sender=Interaction, dispatch_uid="learning.signals.saved"

@@ -226,7 +226,7 @@ def measure(
     trunk: Trunk,
     adapter: Adapter | None,
     sets: EvalSets,
-    held_in: TokenStream,
+    held_in: TokenStream | None,
     hp: dict[str, Any],
     answers: list[bool] | None = None,
 ) -> dict[str, Any]:

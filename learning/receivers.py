@@ -99,3 +99,12 @@ def apply_modelfile_loop(
         source="modelfile",
         interval_s=float(interval) if interval is not None else None,
     )
+
+
+def judge_offered_adapter(sender: Any, **kwargs: Any) -> Any:
+    """`constellation.services.adapter_offered`: `learning.adapter_gate` holds the adapter a
+    client brought to the promotion gate (imported here, on first use: it loads PyTorch, which
+    Django's start-up does not)."""
+    from learning import adapter_gate
+
+    return adapter_gate.judge_offered_adapter(sender, **kwargs)

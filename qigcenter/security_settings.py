@@ -16,3 +16,6 @@ LOGIN_FAILURES_PER_MIN = env_int("QIG_LOGIN_FAILURES_PER_MIN", 20, minimum=1, ma
 UPLOAD_PDF_MAX_PAGES = env_int("QIG_UPLOAD_PDF_MAX_PAGES", 2000, minimum=1)
 UPLOAD_MAX_CHARS = env_int("QIG_UPLOAD_MAX_CHARS", 5_000_000, minimum=1000)
 UPLOAD_PDF_MAX_S = env_float("QIG_UPLOAD_PDF_MAX_S", 30.0, minimum=0.1)
+# Largest blob a client may upload with `POST /api/blobs/<digest>` (Ollama's blob API; an adapter
+# for `/api/create`), in bytes: a larger one is refused with 413 (constellation/blobs.py).
+BLOB_MAX_BYTES = env_int("QIG_BLOB_MAX_BYTES", 512 * 1024 * 1024, minimum=1)

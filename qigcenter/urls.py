@@ -3,7 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from constellation import chat, ollama_api, openai_api
+from constellation import blobs_api, chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
 from federation.api import AnchorHistoryView, FederationView, JoinView, NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
@@ -55,6 +55,7 @@ ollama_urls: list[URLPattern | URLResolver] = [
     path("api/embed", ollama_api.embed, name="ollama-embed"),
     path("api/embeddings", ollama_api.embeddings, name="ollama-embeddings"),
     path("api/create", ollama_api.create, name="ollama-create"),
+    path("api/blobs/<str:digest>", blobs_api.blob, name="ollama-blob"),
     path("api/copy", ollama_api.copy, name="ollama-copy"),
     path("api/delete", ollama_api.delete, name="ollama-delete"),
     path("api/pull", ollama_api.pull, name="ollama-pull"),

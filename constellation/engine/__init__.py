@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     )
     from .checkpoint import (
         adapter_from_checkpoint,
+        adapter_from_file,
         load_adapter,
         load_trunk,
         save_adapter,
@@ -99,6 +100,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "checkpoint": (
         "adapter_from_checkpoint",
+        "adapter_from_file",
         "load_adapter",
         "load_trunk",
         "save_adapter",

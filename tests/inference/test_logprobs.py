@@ -1,5 +1,5 @@
-"""Log-probabilities (`logprobs`, `top_logprobs`) on Ollama's generate and chat and on `/v1`, through
-raw HTTP and the official clients, against the live server."""
+"""Log-probabilities (`logprobs`, `top_logprobs`) on Ollama's generate and chat and on `/v1`,
+through raw HTTP and the official clients, against the live server."""
 
 from __future__ import annotations
 

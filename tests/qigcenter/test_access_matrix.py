@@ -262,6 +262,9 @@ ACCESS: tuple[Row, ...] = (
     everyone("GET",    "/api/embeddings", 405),
     everyone("POST",   "/api/create", 400),
     everyone("GET",    "/api/create", 405),
+    everyone("HEAD",   "/api/blobs/{digest}", 404),  # no such blob here
+    everyone("POST",   "/api/blobs/{digest}", 400),  # an empty body is not that blob
+    everyone("GET",    "/api/blobs/{digest}", 405),
     everyone("POST",   "/api/copy", 400),
     everyone("GET",    "/api/copy", 405),
     everyone("DELETE", "/api/delete", 400),
@@ -384,6 +387,7 @@ class World:
         if name == "id":  # the admin's password form of a user
             return str(self.users[DEVELOPER].pk)
         fixed = {"model_id": MODEL, "app_label": "constellation", "url": "no-such-page/"}
+        fixed["digest"] = f"sha256:{'0' * 64}"  # a blob nobody uploaded
         fixed["path"] = "chat"  # a client-side route of the React app
         return fixed[name]
 

@@ -87,7 +87,7 @@ def main() -> None:
             trainers[w].fit(max_steps=chunk)
             step_s[w].append((time.perf_counter() - t0) / min(chunk, args.steps - done))
     result: dict[str, object] = {"steps": args.steps, "vocab": coord.vocab_size}
-    per_layer = 2 * cfg.hidden * 2  # keys and values, bf16, per position
+    per_layer = 2 * cfg.hidden * 4  # keys and values per position, fp32 (the CPU cache dtype)
     for w in args.windows:
         losses = position_losses(trunks[w], held_out, args.eval_windows)
         ms = statistics.median(step_s[w]) * 1000

@@ -50,8 +50,11 @@ class TrunkConfig:
 
 
 # `100m` is the name of the product preset; with tied embeddings it has about 23M parameters.
+# `tiny` serves 1024 positions though the bootstrap trains it on 128-token windows: RoPE has no
+# position weights, and the held-out loss at positions 128–1024 is within 0.1 nat of 0–128
+# (`bench.context`, docs/inference.md "How long a context"); the cost is KV-cache memory only.
 PRESETS: dict[str, TrunkConfig] = {
-    "tiny": TrunkConfig(),
+    "tiny": TrunkConfig(max_seq_len=1024),
     "100m": TrunkConfig(
         vocab_size=32000, hidden=384, n_layers=8, n_heads=8, mlp_hidden=640, max_seq_len=512
     ),

@@ -68,12 +68,13 @@ class KVCache:
         self.pos, self.pad, self.key_mask = 0, None, None
 
     @classmethod
-    def slot(cls, shared: KVCache, index: int, max_len: int) -> KVCache:
-        """A batch-1 cache that is row `index` of `shared` (a view: what it stores lands in the
-        shared buffer), holding at most `max_len` positions."""
+    def slot(cls, shared: KVCache, index: int, max_len: int, count: int = 1) -> KVCache:
+        """A batch-`count` cache that is rows index..index+count−1 of `shared` (a view: what it
+        stores lands in the shared buffer), holding at most `max_len` positions."""
         assert max_len <= shared.max_len, f"a slot holds at most {shared.max_len} positions"
+        assert 0 <= index <= shared.batch - count, f"rows {index}+{count}: past the cache's"
         view = cls.__new__(cls)
-        rows = slice(index, index + 1)
+        rows = slice(index, index + count)
         view._hold(shared.k[:, rows], shared.v[:, rows], max_len, index)
         return view
 

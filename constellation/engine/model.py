@@ -260,8 +260,11 @@ class Trunk(nn.Module):
         route: LoRARoute | None = None,
         cache: KVCache | SlotCaches | None = None,
         last_only: bool = False,
+        ends: Tensor | None = None,  # (B,) long: with last_only, row i's last position
     ) -> TrunkOutput:
-        _b, t = idx.shape
+        """`ends` serves right-padded rows (the scheduler's batched prefill): causal attention
+        keeps a row's positions from its padding, and its logits are read at its own end."""
+        b, t = idx.shape
         if isinstance(cache, SlotCaches):
             return self._slot_forward(idx, route, cache)
         start = cache.pos if cache is not None else 0
@@ -284,7 +287,10 @@ class Trunk(nn.Module):
         if cache is not None:
             cache.pos += t
         hidden = self.norm(x)  # (B, T, C)
-        h = hidden[:, -1:] if last_only else hidden
+        if last_only and ends is not None:
+            h = hidden[torch.arange(b, device=idx.device), ends][:, None]  # (B, 1, C)
+        else:
+            h = hidden[:, -1:] if last_only else hidden
         logits = linear(h, self.embed.weight, self.packed_head).float()  # tied, (B, T', V)
         loss = None
         if targets is not None:

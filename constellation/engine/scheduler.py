@@ -1,11 +1,17 @@
 """Continuous batching (docs/design.md §4): requests join and leave the decode batch between steps.
 
 Active request i keeps its keys and values in slot i of one shared cache (max_batch slots of
-max_seq_len positions, allocated on first use). Each admitted request is prefilled alone into the
-next free slot; from then on one batched forward per step advances every active request together
-(`SlotCaches`: linear layers, LoRA and attention are batched across rows, each row's attention
-masked to its own positions). A request that finishes frees its row at once (the rows after it
-move down a slot, so rows 0..B−1 stay contiguous) and a waiting one takes it on the next step.
+max_seq_len positions, allocated on first use). The requests admitted in one step are prefilled
+together, one forward into the next free slots (`_prefill`): each prompt starts at position 0 of
+its slot and is right-padded to the longest, so causal attention keeps every real position from
+the padding after it, RoPE positions are the row's own, and each row's first logits are read at
+its own last position — a row computes what it computes alone (its padding's keys and values lie
+past its position, where the decode steps' mask never looks and their writes overwrite them).
+Prompts are grouped longest first, at most `prefill_tokens` padded positions a forward. From then
+on one batched forward per step advances every active request together (`SlotCaches`: linear
+layers, LoRA and attention are batched across rows, each row's attention masked to its own
+positions). A request that finishes frees its row at once (the rows after it move down a slot,
+so rows 0..B−1 stay contiguous) and a waiting one takes it on the next step.
 
 A step costs what the direct decode loop (`generation.decode`) costs: with one active row it is
 the same forward over that row's own `KVCache`; the LoRA route (the rows' gathered adapter
@@ -23,10 +29,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -36,80 +40,16 @@ from .generation import Request
 from .grammar import Constraint, mask_logits
 from .model import KVCache, LoRABank, LoRARoute, SlotCaches, Trunk, cache_dtype
 from .sampling import make_generator, sample_next
+from .ticket import Ticket
+
+__all__ = ["Scheduler", "Ticket", "auto_threads", "use_threads"]
 
 log = logging.getLogger(__name__)
 
-
-class Ticket:
-    """A submitted request: iterate it for token ids, or `listen` to it; `done_reason` is set
-    when it finishes."""
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self.tokens: list[int] = []
-        self.done_reason: str | None = None
-        self.hidden: list[Tensor] = []  # final hidden states (T, C) per step, for Φ/κ
-        # with options.logprobs ≥ 0: per token, its log-probability and the top alternatives'
-        # (token, log-probability), set before the token is emitted
-        self.logprobs: list[tuple[float, list[tuple[int, float]]]] = []
-        self._queue: queue.Queue[int | None] = queue.Queue()
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._listener: Callable[[int | None], None] | None = None
-        self.cancelled = False
-        self.error = ""  # why it failed, when done_reason is "error"
-
-    def cancel(self) -> None:
-        """Give up on this request (its client went away): the scheduler frees its row, or
-        drops it from the queue, at its next step; the ticket finishes with "cancelled"."""
-        self.cancelled = True
-
-    def listen(self, on_token: Callable[[int | None], None]) -> None:
-        """Call `on_token(token)` for every token, those produced so far first, then
-        `on_token(None)` once when the ticket finishes. Later calls come from the scheduler's
-        thread, right as each token is produced (no thread of its own per request): keep it
-        short and let it not raise. One listener per ticket."""
-        with self._lock:
-            assert self._listener is None, "a ticket has one listener"
-            for token in self.tokens:
-                on_token(token)
-            if self._done.is_set():
-                on_token(None)
-            else:
-                self._listener = on_token
-
-    def _emit(self, token: int) -> None:
-        with self._lock:
-            self.tokens.append(token)
-            listener = self._listener
-        self._queue.put(token)
-        if listener is not None:
-            listener(token)
-
-    def _finish(self, reason: str) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self.done_reason = reason
-            self._done.set()
-            listener = self._listener
-        self._queue.put(None)
-        if listener is not None:
-            listener(None)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    def __iter__(self) -> Iterator[int]:
-        while True:
-            tok = self._queue.get()
-            if tok is None:  # put by _finish, after every token
-                return
-            yield tok
+# padded positions one prefill forward takes at most (prompts longer than this go alone): enough
+# for 8 chat prompts of 256 tokens in one call, while a long prompt does not make short ones
+# compute its length in padding
+PREFILL_TOKENS = 2048
 
 
 def auto_threads() -> int:
@@ -132,24 +72,23 @@ def use_threads(threads: int) -> None:
 @dataclass
 class _Row:
     ticket: Ticket
-    cache: KVCache
-    slot: int
+    prompt: list[int]  # what is prefilled: the request's last max_seq_len − 1 tokens
+    slot: int  # its kernel's LoRA slot in the bank
     gen: torch.Generator
     history: list[int]
     budget: int
     produced: int = 0
     last: int = 0
-    hidden: list[Tensor] = field(default_factory=list)
+    cache: KVCache = field(init=False)  # its slot of the shared cache, from its prefill on
 
     @property
     def constraint(self) -> Constraint | None:
         return self.ticket.request.grammar
 
-    def closer(self, logits: Tensor) -> int | None:
-        """With a grammar and little budget left: the token that closes its document."""
-        c = self.constraint
-        left = min(self.budget - self.produced, self.cache.max_len - self.cache.pos)
-        return c.closer(logits) if c is not None and c.closing(left) else None
+    def closing(self, c: Constraint) -> bool:
+        """Whether the budget left is down to what closing its document takes (`c`: its
+        grammar): it walks to the end."""
+        return c.closing(min(self.budget - self.produced, self.cache.max_len - self.cache.pos))
 
 
 class Scheduler:
@@ -161,13 +100,16 @@ class Scheduler:
         max_batch: int = 8,
         keep_hidden: bool = False,
         threads: int = 0,
+        prefill_tokens: int = PREFILL_TOKENS,
     ) -> None:
         """`threads`: intra-op threads for the decode steps of the scheduler's thread (0: leave
-        PyTorch's setting)."""
+        PyTorch's setting); `prefill_tokens`: padded positions of one batched prefill at most."""
         assert max_batch >= 1, "max_batch must be ≥ 1"
         assert threads >= 0, "threads must be ≥ 0"
+        assert prefill_tokens >= 1, "prefill_tokens must be ≥ 1"
         self.trunk, self.bank, self.eot_id = trunk, bank, eot_id
         self.max_batch, self.keep_hidden, self.threads = max_batch, keep_hidden, threads
+        self.prefill_tokens = prefill_tokens
         self.pending: deque[Ticket] = deque()
         self.active: list[_Row] = []  # row i's cache is slot i of self._shared
         self._shared: KVCache | None = None
@@ -197,19 +139,16 @@ class Scheduler:
     # ---- one iteration ---------------------------------------------------------------------
     @torch.inference_mode()
     def step(self) -> bool:
-        """Admit waiting requests (prefill), then advance every active request by one token.
-        Returns False when there was nothing to do."""
+        """Admit waiting requests (prefilled together), then advance every active request by
+        one token. Returns False when there was nothing to do."""
         worked = self._drop_cancelled()
         while len(self.active) < self.max_batch:
             with self._lock:
-                if not self.pending:
-                    break
-                ticket = self.pending.popleft()
-            try:
-                self._admit(ticket)
-            except Exception as exc:  # this request's failure: the others go on
-                log.exception("engine: a request failed while it was admitted")
-                self._fail([ticket], exc)
+                n = min(self.max_batch - len(self.active), len(self.pending))
+                waiting = [self.pending.popleft() for _ in range(n)]
+            if not waiting:
+                break
+            self._admit(waiting)
             worked = True
         if self.active:
             try:
@@ -250,37 +189,63 @@ class Scheduler:
         while self.step():
             pass
 
-    def _admit(self, ticket: Ticket) -> None:
-        cfg, dev = self.trunk.cfg, self.trunk.device
-        req = ticket.request
-        prompt = req.prompt[-(cfg.max_seq_len - 1) :]
+    def _admit(self, tickets: list[Ticket]) -> None:
+        """Prefill waiting requests into the next free slots, in groups of similar length (the
+        longest first) of at most `prefill_tokens` padded positions. A failure is its own
+        request's while its row is made, its group's in the group's forward."""
+        rows: list[_Row] = []
+        for ticket in tickets:
+            try:
+                rows.append(self._row(ticket))
+            except Exception as exc:  # this request's failure: the others go on
+                log.exception("engine: a request failed while it was admitted")
+                self._fail([ticket], exc)
+        rows.sort(key=lambda row: len(row.prompt), reverse=True)
+        while rows:
+            n = max(1, min(len(rows), self.prefill_tokens // len(rows[0].prompt)))
+            group, rows = rows[:n], rows[n:]
+            try:
+                self._prefill(group)
+            except Exception as exc:  # one forward cannot say whose: its group fails
+                log.exception("engine: a prefill failed; its %d request(s) end", len(group))
+                self._fail([row.ticket for row in group], exc)
+
+    def _row(self, ticket: Ticket) -> _Row:
+        req, max_seq = ticket.request, self.trunk.cfg.max_seq_len
         n = req.options.num_predict
-        budget = n if n >= 0 else cfg.max_seq_len
+        slot = self.bank.slots_for([req.kernels[0][0]])[0] if self.bank is not None else 0
+        prompt = req.prompt[-(max_seq - 1) :]
+        gen = make_generator(req.options.seed)
+        return _Row(ticket, prompt, slot, gen, list(req.prompt), n if n >= 0 else max_seq)
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        """One forward over `rows`' prompts into slots len(active).., right-padded to the
+        longest (see the module's docstring); each row's first token; the rows still going join
+        the active ones."""
+        cfg, dev = self.trunk.cfg, self.trunk.device
         if self._shared is None:
             dtype = cache_dtype(self.trunk.dtype, dev)
             self._shared = KVCache(cfg, self.max_batch, cfg.max_seq_len, dtype, dev)
-        cache = KVCache.slot(
-            self._shared, len(self.active), min(cfg.max_seq_len, len(prompt) + budget)
-        )
-        slot = self.bank.slots_for([req.kernels[0][0]])[0] if self.bank is not None else 0
-        route = LoRARoute.for_rows(self.bank, [slot]) if self.bank is not None else None
-        out = self.trunk(
-            torch.tensor([prompt], device=dev), route=route, cache=cache, last_only=True
-        )
-        row = _Row(ticket, cache, slot, make_generator(req.options.seed), list(req.prompt), budget)
-        if self.keep_hidden:
-            ticket.hidden.append(out.hidden[0].float())
-        logits = out.logits[:, -1]  # (1, V)
-        closer = None
-        if row.constraint is not None:
-            mask_logits([row.constraint.matcher], logits)
-            closer = row.closer(logits[0])
-        if closer is not None:
-            done = self._take(row, closer, logits[0])
+        first, lengths = len(self.active), [len(row.prompt) for row in rows]
+        width = max(lengths)
+        for i, row in enumerate(rows):
+            size = min(cfg.max_seq_len, lengths[i] + row.budget)
+            row.cache = KVCache.slot(self._shared, first + i, size)
+        block = KVCache.slot(self._shared, first, width, count=len(rows))
+        idx = torch.tensor([r.prompt + [0] * (width - len(r.prompt)) for r in rows], device=dev)
+        ends = torch.tensor(lengths, device=dev) - 1  # (n,) each row's last prompt position
+        slots = tuple(row.slot for row in rows)
+        if not self.active:  # these rows are the batch: its decode steps use the same route
+            route = self._route_for(slots)
         else:
-            done = self._sample(row, logits[0])
-        if not done:
-            self.active.append(row)
+            route = LoRARoute.for_rows(self.bank, slots) if self.bank is not None else None
+        out = self.trunk(idx, route=route, cache=block, last_only=True, ends=ends)  # (n, 1, V)
+        for i, row in enumerate(rows):
+            row.cache.pos = lengths[i]
+            if self.keep_hidden:  # the prompt's positions, without the padding
+                row.ticket.hidden.append(out.hidden[i, : lengths[i]].float())
+        still = self._sample_rows(rows, out.logits[:, -1])
+        self._keep(self.active + [row for row in still if row is not None])
 
     def _route_for(self, slots: tuple[int, ...]) -> LoRARoute | None:
         """The rows' LoRA route; kept while the batch's slots stay the same, so the adapter
@@ -326,18 +291,24 @@ class Scheduler:
 
     def _sample_rows(self, rows: list[_Row], logits: Tensor) -> list[_Row | None]:
         """Next token of every row from logits (B, V); the rows still going (None: finished).
-        Rows with a grammar get their disallowed logits masked first (the others untouched).
-        Greedy rows without a repeat penalty share one argmax and one copy to the host."""
-        constrained = [i for i, r in enumerate(rows) if r.constraint is not None]
-        closers: dict[int, int] = {}
-        if constrained:
-            part = logits if len(constrained) == len(rows) else logits[constrained]
-            mask_logits([rows[i].constraint.matcher for i in constrained], part)  # type: ignore
+        Rows with a grammar get their disallowed logits masked first (the others untouched),
+        but for a row walking to its document's end along a known walk (its next token is the
+        walk's, its mask is not needed unless it reports log-probabilities). Greedy rows
+        without a repeat penalty share one argmax and one copy to the host."""
+        grammars = {i: c for i, r in enumerate(rows) if (c := r.constraint) is not None}
+        walking = [i for i, c in grammars.items() if rows[i].closing(c)]
+        closers = {i: tok for i in walking if (tok := grammars[i].planned()) is not None}
+        masked = [
+            i for i in grammars if i not in closers or rows[i].ticket.request.options.logprobs >= 0
+        ]
+        if masked:
+            part = logits if len(masked) == len(rows) else logits[masked]
+            mask_logits([grammars[i].matcher for i in masked], part)
             if part is not logits:
-                logits[constrained] = part
-            for i in constrained:
-                if (tok := rows[i].closer(logits[i])) is not None:
-                    closers[i] = tok
+                logits[masked] = part
+        for i in walking:
+            if i not in closers and (tok := grammars[i].closer(logits[i])) is not None:
+                closers[i] = tok
         fast = [_plain_greedy(r) or i in closers for i, r in enumerate(rows)]
         picks: list[int] = logits.argmax(-1).tolist() if any(fast) else []
         picks = [closers.get(i, p) for i, p in enumerate(picks)] if closers else picks

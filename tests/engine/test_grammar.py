@@ -87,6 +87,32 @@ def test_a_small_budget_still_closes_the_document(
     jsonschema.validate(json.loads(coordizer.decode(ticket.tokens)), NESTED)
 
 
+def test_a_walk_from_the_first_token_is_the_one_need_counted_and_asks_for_no_mask(
+    model: tuple[Trunk, Grammars], coordizer: Coordizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget of just what closing takes: the row walks from its first token along `need`'s
+    walk (no mask computed for it), and the document ends exactly when that walk does."""
+    import constellation.engine.scheduler as module
+
+    trunk, grammars = model
+    masked: list[int] = []
+    real = module.mask_logits
+    monkeypatch.setattr(module, "mask_logits", lambda m, x: (masked.append(len(m)), real(m, x)))
+    need = grammars.constraint(NESTED).need()  # tokens of the walk, then end of text
+    sched = Scheduler(trunk, eot_id=coordizer.eot_id)
+    ticket = sched.submit(
+        Request(
+            coordizer.encode("x"),
+            options=opts(1.0, need - 1, 3),
+            grammar=grammars.constraint(NESTED),
+        )
+    )
+    sched.run_until_idle()
+    assert ticket.done_reason == "stop" and len(ticket.tokens) == need - 1
+    jsonschema.validate(json.loads(coordizer.decode(ticket.tokens)), NESTED)
+    assert masked == []
+
+
 def test_a_budget_below_what_closing_needs_ends_with_length(
     model: tuple[Trunk, Grammars], coordizer: Coordizer
 ) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from constellation.engine.config import LoRAConfig, TrunkConfig
 from constellation.engine.generation import Request, generate
-from constellation.engine.model import Adapter, LoRABank, LoRARoute, Trunk
+from constellation.engine.model import Adapter, KVCache, LoRABank, LoRARoute, Trunk
 from constellation.engine.sampling import SamplingOptions
 from constellation.engine.scheduler import Scheduler
 
@@ -175,9 +175,113 @@ def test_the_lora_route_is_gathered_once_per_batch_composition(setup, monkeypatc
     tickets = [sched.submit(r) for r in reqs]
     sched.run_until_idle()
     assert all(len(t.tokens) == 12 for t in tickets)
-    # two prefills, then one route for the pair: 11 decode steps share it
-    assert len(built) == 3
-    assert sorted(len(s) for s in built) == [1, 1, 2]
+    # admitted together: one route for the pair's prefill, which its 11 decode steps share
+    assert built == [bank.slots_for([3, 4])]
+
+
+def mixed_lengths() -> list[Request]:
+    """Five prompts of different lengths on different kernels: greedy, sampled, with a repeat
+    penalty and with log-probabilities."""
+    greedy = SamplingOptions(temperature=0, repeat_penalty=1.0, num_predict=10)
+    return [
+        Request([12], [(3, 1.0)], greedy),
+        Request(list(range(20, 40)), [(4, 1.0)], greedy),
+        Request([7, 8, 9], [(None, 1.0)], SamplingOptions(temperature=0.8, seed=5, num_predict=8)),
+        Request(list(range(1, 13)), [(3, 1.0)], SamplingOptions(temperature=0, num_predict=10)),
+        Request([40, 41, 42, 43, 44, 45, 46], [(4, 1.0)], SamplingOptions(seed=9, logprobs=2)),
+    ]
+
+
+@pytest.mark.parametrize("prefill_tokens", [2048, 20])
+def test_requests_admitted_in_one_step_prefill_together_and_get_what_they_get_alone(
+    setup, monkeypatch, prefill_tokens
+):
+    """Right-padded in one forward (or, under a small cap, in groups of similar length): every
+    request's tokens are the ones it gets alone, and its hidden states are those of its own
+    positions; the hidden states and log-probabilities equal its alone ones up to the rounding of
+    a GEMM with another row count (a CPU GEMM rounds a row by the batch, as in the decode steps)."""
+    trunk, bank = setup
+    reqs = mixed_lengths()
+    solo = []
+    for r in reqs:
+        one = Scheduler(trunk, bank, eot_id=EOT, max_batch=1, keep_hidden=True)
+        solo.append(one.submit(r))
+        one.run_until_idle()
+    prefills: list[tuple[int, int]] = []
+    original = Trunk.forward
+
+    def counting(self, idx, *args, **kwargs):
+        cache = kwargs.get("cache")
+        if isinstance(cache, KVCache) and cache.pos == 0:  # a prefill, not a decode step
+            prefills.append(tuple(idx.shape))
+        return original(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(Trunk, "forward", counting)
+    sched = Scheduler(
+        trunk, bank, eot_id=EOT, max_batch=8, keep_hidden=True, prefill_tokens=prefill_tokens
+    )
+    tickets = [sched.submit(r) for r in reqs]
+    sched.step()  # all five admitted in this step
+    assert all(t.tokens for t in tickets) and not sched.pending
+    if prefill_tokens == 2048:
+        assert prefills == [(5, 20)]  # one forward, padded to the longest prompt
+    else:
+        assert prefills == [(1, 20), (1, 12), (2, 7), (1, 1)]  # ≤ 20 padded positions each
+    sched.run_until_idle()
+    for ticket, alone, r in zip(tickets, solo, reqs, strict=True):
+        assert ticket.tokens == alone.tokens
+        assert ticket.done_reason == alone.done_reason
+        assert len(ticket.logprobs) == len(alone.logprobs)
+        for (lp, top), (solo_lp, solo_top) in zip(ticket.logprobs, alone.logprobs, strict=True):
+            assert lp == pytest.approx(solo_lp, abs=1e-5)
+            assert [t for t, _ in top] == [t for t, _ in solo_top]
+            assert [v for _, v in top] == pytest.approx([v for _, v in solo_top], abs=1e-5)
+        assert ticket.hidden[0].shape == (len(r.prompt), CFG.hidden)  # no padding positions
+        assert len(ticket.hidden) == len(alone.hidden)
+        for batched, solo_hidden in zip(ticket.hidden, alone.hidden, strict=True):
+            torch.testing.assert_close(batched, solo_hidden, rtol=1e-5, atol=1e-5)
+    assert tickets[4].logprobs and len(tickets[4].logprobs[0][1]) == 2
+    greedy = [0, 1, 3]
+    direct = [generate(trunk, [reqs[i]], eot_id=EOT, bank=bank)[0] for i in greedy]
+    assert [tickets[i].tokens for i in greedy] == direct
+
+
+def test_a_request_that_fails_in_a_batched_admission_fails_alone(setup):
+    trunk, bank = setup
+    reqs = mixed_lengths()
+    alone = [generate(trunk, [r], eot_id=EOT, bank=bank)[0] for r in reqs[:2]]
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=4)
+    first = sched.submit(reqs[0])
+    broken = sched.submit(Request([1, 2], [(3, 1.0)], SamplingOptions(seed=2**70)))
+    second = sched.submit(reqs[1])
+    sched.run_until_idle()
+    assert broken.done_reason == "error" and not broken.tokens
+    assert [first.tokens, second.tokens] == alone
+
+
+def test_a_failed_prefill_ends_its_group_and_the_next_is_served(setup, monkeypatch):
+    trunk, bank = setup
+    reqs = mixed_lengths()
+    sched = Scheduler(trunk, bank, eot_id=EOT, max_batch=4)
+    running = sched.submit(reqs[3])
+    sched.step()
+    original = Trunk.forward
+
+    def broken(self, idx, *args, **kwargs):
+        if idx.shape[1] > 1:
+            raise RuntimeError("injected")
+        return original(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(Trunk, "forward", broken)
+    doomed = [sched.submit(r) for r in reqs[:2]]
+    sched.step()
+    assert [t.done_reason for t in doomed] == ["error", "error"] and "injected" in doomed[0].error
+    assert [row.ticket for row in sched.active] == [running]  # the running row goes on
+    monkeypatch.undo()
+    later = sched.submit(reqs[0])
+    sched.run_until_idle()
+    assert running.tokens == generate(trunk, [reqs[3]], eot_id=EOT, bank=bank)[0]
+    assert later.tokens == generate(trunk, [reqs[0]], eot_id=EOT, bank=bank)[0]
 
 
 def test_a_listener_gets_every_token_then_the_end(setup):

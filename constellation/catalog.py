@@ -133,7 +133,7 @@ def model_names() -> list[tuple[str, str]]:
     return names
 
 
-CAPABILITIES = ["completion", "embedding"]  # no tools, no thinking: refused (prompts.py)
+CAPABILITIES = ["completion", "tools", "embedding"]  # no thinking: refused (prompts.py)
 
 
 def digest_of(name: str, files: ModelFiles) -> str:

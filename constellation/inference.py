@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 
-from constellation import published
+from constellation import published, tools
 from constellation.catalog import kernel_model_name
 from constellation.engine import (
     Constellation,
@@ -166,15 +166,23 @@ class Loaded:
     tickets: set[Ticket] = field(default_factory=set)
     _grammars: Grammars | None = None
 
-    def constraint(self, schema: dict[str, Any]) -> Constraint:
-        """A request's grammar for `schema` (the vocabulary is read for it once per model)."""
+    def constraint(self, schema: dict[str, Any] | str) -> Constraint:
+        """A request's grammar for a JSON `schema`, or a lark grammar (a text: `tools`); the
+        vocabulary is read for llguidance once per model."""
         if self._grammars is None:
             coord, cfg = self.coordizer, self.constellation.trunk.cfg
             self._grammars = Grammars(coord.tokenizer, cfg.vocab_size, coord.eot_id)
         try:
+            if isinstance(schema, str):  # a tool call's JSON comes after its marker
+                return self._grammars.constraint(schema, tools.MARK)
             return self._grammars.constraint(schema)
         except GrammarError as exc:
-            raise BadRequest(f"format: the JSON schema cannot be enforced: {exc}") from None
+            what = (
+                "tools: a tool's parameters"
+                if isinstance(schema, str)
+                else "format: the JSON schema"
+            )
+            raise BadRequest(f"{what} cannot be enforced: {exc}") from None
 
     @property
     def coordizer(self) -> Coordizer:
@@ -354,7 +362,7 @@ class InferenceService:
         num_ctx: int | None = None,
         context: list[int] | None = None,
         truncate: bool = False,
-        schema: dict[str, Any] | None = None,
+        schema: dict[str, Any] | str | None = None,
     ) -> Generation:
         """Admit one request; errors (no model, too long, busy) are raised before any output.
         A prompt that does not fit the context window is `ContextTooLong`, or with `truncate`

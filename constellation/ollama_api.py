@@ -23,7 +23,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 import qigcenter
-from constellation import catalog, creation, prompts, serving
+from constellation import catalog, creation, prompts, serving, tools
 from constellation.errors import BadRequest, InferenceError, ModelNotFound
 from constellation.inference import parse_keep_alive, service
 from constellation.interactions import Asked
@@ -263,11 +263,15 @@ async def respond(
     parts: list[str] = []
     last: dict[str, Any] = {}
     logprobs: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     async for line in lines:
         parts.append(line["message"]["content"] if chat else line["response"])
+        calls += line["message"].get("tool_calls", []) if chat else []
         logprobs += line.get("logprobs", [])
         last = line
     whole = {**last, **content("".join(parts), chat)}
+    if calls:
+        whole["message"]["tool_calls"] = calls
     return JsonResponse({**whole, "logprobs": logprobs} if logprobs else whole)
 
 
@@ -278,7 +282,7 @@ async def generate(request: HttpRequest) -> HttpResponseBase:
     for name in ("prompt", "suffix", "system", "template"):
         field(body, name, str)
     raw, stream = field(body, "raw", bool, False), field(body, "stream", bool, True)
-    prompts.refuse_unsupported(spec, body)
+    prompts.refuse_unsupported(spec, body, chat=False)
     context = field(body, "context", list, [])
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in context):
         raise BadRequest("invalid value for field 'context': expected a list of integers")
@@ -310,6 +314,8 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
     sampling = prompts.with_logprobs(sampling, body.get("logprobs"), body.get("top_logprobs"))
     if not messages:
         return await _load_only(spec.name, keep_alive, chat=True)
+    plan = tools.plan(body.get("tools"), body.get("tool_choice", "auto"))  # tool_choice: ours
+    sampling, messages = prompts.with_tools(sampling, messages, plan)
     truncate = field(body, "truncate", bool, True)  # drop the oldest messages to fit, unless false
     client = client_of(request, await request.auser())
     answer = await serving.answer_chat(
@@ -320,7 +326,27 @@ async def chat(request: HttpRequest) -> HttpResponseBase:
         lambda kept: Asked("chat", client, messages=kept),
         truncate,
     )
-    return await respond(answer_lines(answer, chat=True, context=False), stream, chat=True)
+    lines = answer_lines(answer, chat=True, context=False)
+    return await respond(calls_of(lines) if plan else lines, stream, chat=True)
+
+
+async def calls_of(lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """A chat offered tools: its text held while it may be a call; a call comes whole in a
+    `done: false` line's `message.tool_calls` (`arguments` an object), then the done line."""
+    held = tools.CallBuffer()
+    async for line in lines:
+        message = line["message"]
+        if line["done"]:
+            text, calls = held.finish()
+            if calls:
+                call = [{"function": calls[0]}]
+                done = {k: v for k, v in line.items() if k in ("model", "created_at")}
+                yield {**done, "message": {**message, "tool_calls": call}, "done": False}
+            elif text:
+                yield {**line, "done": False, "message": {**message, "content": text}}
+            yield line
+        elif out := held.feed(message["content"]):
+            yield {**line, "message": {**message, "content": out}}
 
 
 # ---- embeddings --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django.http import (
 )
 from django.views.decorators.csrf import csrf_exempt
 
-from constellation import catalog, prompts, serving
+from constellation import catalog, prompts, serving, tools
 from constellation.errors import BadRequest, ContextTooLong, InferenceError, ModelNotFound
 from constellation.inference import DEFAULT_KEEP_ALIVE_S, service
 from constellation.interactions import Asked
@@ -88,7 +88,7 @@ def options_of(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_reason(done_reason: str) -> str:
-    return "length" if done_reason == "length" else "stop"
+    return done_reason if done_reason in ("length", "tool_calls") else "stop"
 
 
 async def _answer(
@@ -103,7 +103,7 @@ async def _answer(
     messages), unless the request says `"truncate": false` (this project's extension): then 400
     with OpenAI's code `context_length_exceeded`."""
     spec = await catalog.aresolve(body.get("model", ""))
-    prompts.refuse_unsupported(spec, body, body.get("tool_choice", "auto"))
+    prompts.refuse_unsupported(spec, body, chat=endpoint == "openai.chat")
     sampling = prompts.sampling_options(spec, options_of(body))
     sampling = sampling._replace(schema=prompts.openai_format(body.get("response_format")))
     if endpoint == "openai.completion":  # the legacy form: logprobs is the number of alternatives
@@ -118,6 +118,8 @@ async def _answer(
     if not isinstance(truncate, bool):
         raise BadRequest("truncate: expected true or false")
     if messages:
+        plan = tools.plan(body.get("tools"), body.get("tool_choice", "auto"))
+        sampling, messages = prompts.with_tools(sampling, messages, plan)
         return await serving.answer_chat(
             spec,
             messages,
@@ -159,6 +161,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if not messages:
         raise BadRequest("[] is too short - 'messages'")
     answer = await _answer(request, body, "openai.chat", messages=messages)
+    offered = tools.plan(body.get("tools"), body.get("tool_choice", "auto")) is not None
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {
         "id": ident,
@@ -168,7 +171,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     }
     if not body.get("stream"):
         text, final = await answer.collect()
-        message = {"role": "assistant", "content": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        calls = tools.parse(text) if offered else None
+        if calls:
+            message = {"role": "assistant", "content": None, "tool_calls": openai_calls(calls)}
+            final.done_reason = "tool_calls"
         logprobs = chat_logprobs(final.logprobs)
         return whole(
             {**base, "object": "chat.completion"}, final, message=message, logprobs=logprobs
@@ -178,7 +185,23 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     async def events() -> AsyncIterator[dict[str, Any]]:
         chunk = {**base, "object": "chat.completion.chunk"}
         first = True
+        held = tools.CallBuffer() if offered else None
         async for piece in answer.pieces():
+            if held is not None and piece.done:  # a call comes whole, then the finish
+                text, calls = held.finish()
+                last: dict[str, Any] = (
+                    {"tool_calls": openai_calls(calls)} if calls else {"content": text}
+                )
+                if first:
+                    last["role"], first = "assistant", False
+                if calls or text:
+                    choice = {"index": 0, "delta": last, "finish_reason": None}
+                    yield {**chunk, "choices": [choice]}
+                piece.done_reason = "tool_calls" if calls else piece.done_reason
+            elif held is not None:
+                piece.text = held.feed(piece.text)
+                if not piece.text:
+                    continue
             if piece.done:
                 done = {"index": 0, "delta": {}, "finish_reason": finish_reason(piece.done_reason)}
                 yield {**chunk, "choices": [done], "route": piece.route}
@@ -226,6 +249,19 @@ async def completions(request: HttpRequest) -> HttpResponseBase:
             yield {**base, "choices": [choice], **({"route": piece.route} if piece.done else {})}
 
     return StreamingHttpResponse(sse(events()), content_type="text/event-stream")
+
+
+def openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Calls in OpenAI's shape: an id each, `arguments` a JSON text."""
+    return [
+        {
+            "index": i,
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+        }
+        for i, c in enumerate(calls)
+    ]
 
 
 def chat_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:

@@ -9,11 +9,12 @@ import math
 import re
 from typing import Any, NamedTuple
 
-from constellation import catalog
+from constellation import catalog, tools
 from constellation.catalog import ModelSpec
 from constellation.engine import SamplingOptions
 from constellation.engine.grammar import ANY_OBJECT
 from constellation.errors import BadRequest, ModelNotFound
+from constellation.tools import ToolPlan
 
 # Ollama's documented defaults (the engine's own num_predict default is 128: a reply stays short
 # unless asked; -1 is honoured up to the context).
@@ -23,7 +24,21 @@ DEFAULTS: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repe
 class Sampling(NamedTuple):
     options: SamplingOptions
     num_ctx: int | None  # the request's context window (None: the model's)
-    schema: dict[str, Any] | None = None  # the JSON schema the reply must match (`format`)
+    # the JSON schema the reply must match (`format`), or a lark grammar (a text: `tools`)
+    schema: dict[str, Any] | str | None = None
+
+
+def with_tools(
+    sampling: Sampling, messages: list[dict[str, Any]], plan: ToolPlan | None
+) -> tuple[Sampling, list[dict[str, Any]]]:
+    """A chat's messages as the model reads them (earlier calls and tool results), and, when it
+    is offered tools, their description first and the reply's grammar (`tools.ToolPlan`)."""
+    messages = tools.history(messages)
+    if plan is None:
+        return sampling, messages
+    if sampling.schema is not None:
+        raise BadRequest("format and tools together: ask for one of them")
+    return sampling._replace(schema=plan.grammar), [plan.offer(), *messages]
 
 
 def with_logprobs(sampling: Sampling, logprobs: Any, top_logprobs: Any) -> Sampling:
@@ -76,15 +91,12 @@ def openai_format(value: Any) -> dict[str, Any] | None:
 THINK_LEVELS = (True, "low", "medium", "high")
 
 
-def refuse_unsupported(spec: ModelSpec, body: dict[str, Any], tool_choice: Any = "auto") -> None:
+def refuse_unsupported(spec: ModelSpec, body: dict[str, Any], chat: bool = True) -> None:
     """What these models cannot do is refused as Ollama refuses it for a model without the
-    capability (400), never dropped silently: tools (unless `tool_choice` is "none", OpenAI's
-    "answer without calling a tool"), and thinking (`think: false` is accepted)."""
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise BadRequest("invalid value for field 'tools': expected a list")
-    if tools and tool_choice != "none":
-        raise BadRequest(f"{spec.name} does not support tools")
+    capability (400), never dropped silently: thinking (`think: false` is accepted); and tools
+    anywhere but a chat (`constellation/tools.py` answers them there)."""
+    if not chat and body.get("tools"):
+        raise BadRequest("tools: only a chat (/api/chat, /v1/chat/completions) takes tools")
     think = body.get("think")
     if think is None or think is False:
         return

@@ -210,10 +210,10 @@ def test_content_types_and_ndjson_lines(live: Serving) -> None:
         ),
         # what these models cannot do is refused as Ollama refuses it, never dropped
         (
-            "/api/chat",
-            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [TOOL]},
+            "/api/generate",
+            {"model": MODEL, "prompt": "hi", "tools": [TOOL]},
             400,
-            f"{MODEL} does not support tools",
+            "tools: only a chat",
         ),
         (
             "/api/chat",
@@ -323,13 +323,11 @@ def test_what_the_model_cannot_do_is_said_and_what_it_need_not_do_is_accepted(
         body = {"model": MODEL, "messages": hi, "stream": False, "options": quick, **extra}
         assert post(live, "/api/chat", json=body).status_code == 200, extra
     v1 = {"model": MODEL, "messages": hi, "max_tokens": 2, "tools": [TOOL]}
-    refused = post(live, "/v1/chat/completions", json=v1)
-    assert refused.status_code == 400
-    assert refused.json()["error"]["message"] == f"{MODEL} does not support tools"
-    # tool_choice "none": answer without calling a tool, which is all this model does
-    assert post(live, "/v1/chat/completions", json={**v1, "tool_choice": "none"}).status_code == 200
+    for choice in ("auto", "none"):  # tools: test_tools.py
+        answered = post(live, "/v1/chat/completions", json={**v1, "tool_choice": choice})
+        assert answered.status_code == 200, answered.text
     shown = post(live, "/api/show", json={"model": MODEL}).json()
-    assert "tools" not in shown["capabilities"] and "thinking" not in shown["capabilities"]
+    assert "tools" in shown["capabilities"] and "thinking" not in shown["capabilities"]
 
 
 def test_newer_ollama_fields_digests_capabilities_and_dimensions(live: Serving) -> None:
@@ -337,7 +335,7 @@ def test_newer_ollama_fields_digests_capabilities_and_dimensions(live: Serving) 
     tags = {m["name"]: m for m in httpx.get(live.base + "/api/tags").json()["models"]}
     running = httpx.get(live.base + "/api/ps").json()["models"]
     assert running and all(m["digest"] == tags[m["name"]]["digest"] for m in running)
-    assert all(m["capabilities"] == ["completion", "embedding"] for m in tags.values())
+    assert all(m["capabilities"] == ["completion", "tools", "embedding"] for m in tags.values())
     full = post(live, "/api/embed", json={"model": MODEL, "input": ["a socket", "a file"]})
     cut = post(live, "/api/embed", json={"model": MODEL, "input": ["a socket"], "dimensions": 8})
     vector = cut.json()["embeddings"][0]

@@ -69,7 +69,11 @@ def generate(extra_args: list[str]) -> int:
         "--quiet",
         "--generate-hashes",
         "--allow-unsafe",  # pip and setuptools are pinned too: the install needs no others
-        "--strip-extras",
+        # extras kept (`cachecontrol[filecache]==…`): a fresh venv's pip (23.2 on Python 3.11)
+        # in --require-hashes mode refuses a dependency asked for with an extra unless the lock
+        # pins it with that extra (it resolved pip-audit's CacheControl[filecache] to a newer
+        # release than the lock's and stopped)
+        "--no-strip-extras",
         *[f"--extra={name}" for name in EXTRAS],
         # The indexes and find-links come from pip's configuration, not from the lock.
         "--no-emit-index-url",

@@ -97,7 +97,12 @@ def test_a_walk_from_the_first_token_is_the_one_need_counted_and_asks_for_no_mas
     trunk, grammars = model
     masked: list[int] = []
     real = module.mask_logits
-    monkeypatch.setattr(module, "mask_logits", lambda m, x: (masked.append(len(m)), real(m, x)))
+
+    def counted(matchers: list, logits: torch.Tensor) -> None:  # the real mask, counted
+        masked.append(len(matchers))
+        real(matchers, logits)
+
+    monkeypatch.setattr(module, "mask_logits", counted)
     need = grammars.constraint(NESTED).need()  # tokens of the walk, then end of text
     sched = Scheduler(trunk, eot_id=coordizer.eot_id)
     ticket = sched.submit(

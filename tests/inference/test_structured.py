@@ -5,6 +5,7 @@ writes noise; the grammar makes every reply that ends parse and match."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import jsonschema
@@ -60,7 +61,7 @@ def test_ollama_format_streamed_and_not_parses_and_matches(live: Serving, fmt: o
 
 
 def test_openai_response_format_json_object_and_strict_schema(live: Serving) -> None:
-    client = openai.OpenAI(base_url=live.base + "/v1", api_key="unused")
+    client: Any = openai.OpenAI(base_url=live.base + "/v1", api_key="unused")
     loose = client.chat.completions.create(
         model=MODEL, messages=ASK, response_format={"type": "json_object"}, seed=1, max_tokens=96
     )

@@ -6,6 +6,7 @@ streamed deltas, `finish_reason: "tool_calls"`)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import jsonschema
@@ -27,7 +28,7 @@ WEATHER = {
     },
     "required": ["city", "unit"],
 }
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {"name": "weather", "description": "Forecast", "parameters": WEATHER},
@@ -86,7 +87,7 @@ def test_auto_lets_the_model_choose_and_both_answers_are_well_formed(live: Servi
 
 
 def test_openai_named_and_required_calls_streamed_and_not(live: Serving) -> None:
-    client = openai.OpenAI(base_url=live.base + "/v1", api_key="unused")
+    client: Any = openai.OpenAI(base_url=live.base + "/v1", api_key="unused")
     named = {"type": "function", "function": {"name": "add"}}
     reply = client.chat.completions.create(
         model=MODEL, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=64, seed=1
@@ -99,7 +100,9 @@ def test_openai_named_and_required_calls_streamed_and_not(live: Serving) -> None
     stream = client.chat.completions.create(
         model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=96, stream=True
     )
-    calls, reasons, text = [], [], ""
+    calls: list[Any] = []
+    reasons: list[Any] = []
+    text = ""
     for chunk in stream:
         delta = chunk.choices[0].delta
         calls += delta.tool_calls or []

@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-import ollama
 import pytest
 import torch
 from asgiref.sync import sync_to_async
@@ -34,17 +31,14 @@ from constellation.engine import (
     TrainConfig,
     Trainer,
     Trunk,
-    TrunkConfig,
     save_trunk,
     trunk_preset,
 )
-from constellation.engine.tiny import ADAPTER_KERNEL
 from constellation.models import ModelConfig
 from constellation.services import ensure_kernels
 from learning import runner, services
 from learning.datasets import job_split, token_stream
 from learning.models import FineTuneJob, JobKind, JobStatus, LearningEvent, LearningEventKind
-from tests.inference.conftest import Serving
 from tests.learning import tiny
 from uploads.models import KnowledgeFile
 
@@ -341,50 +335,3 @@ async def test_an_adapter_that_does_not_fit_is_refused_with_the_reason(node: Pat
         assert refused.status_code == 400 and why in refused.json()["error"], refused.json()
     assert not await ModelConfig.objects.filter(name="misfit:latest").aexists()
     assert not published.kernel_dir(KERNEL).exists()
-
-
-# ---- the official client, against the live server -------------------------------------------
-@pytest.mark.live
-@pytest.mark.timeout(120)
-def test_the_ollama_client_creates_with_messages_and_brings_adapters(
-    live: Serving, tmp_path: Path
-) -> None:
-    client = ollama.Client(host=live.ollama)
-    name = f"keeper-{uuid.uuid4().hex[:8]}"
-    messages = [
-        {"role": "system", "content": "You keep the Vellmar archive."},
-        {"role": "user", "content": "Who rings the orchard bell?"},
-        {"role": "assistant", "content": "Keeper Ildra Fenwhistle, at dusk."},
-    ]
-    assert client.create(name, from_=MODEL, messages=messages).status == "success"
-    assert "MESSAGE user Who rings the orchard bell?" in (client.show(name).modelfile or "")
-    ask = [{"role": "user", "content": "And who trades salt?"}]
-    options = {"num_predict": 1, "temperature": 0}
-    bare = client.chat(MODEL, messages=ask, options=options)
-    primed = client.chat(name, messages=ask, options=options)
-    assert (primed.prompt_eval_count or 0) > (bare.prompt_eval_count or 0) + 20  # its messages
-
-    garbage = tmp_path / "adapter.safetensors"
-    garbage.write_bytes(b"not a tensor file at all " * 40)
-    digest = client.create_blob(garbage)
-    assert httpx.head(f"{live.ollama}/api/blobs/{digest}", timeout=10).status_code == 200
-    big = bytes(range(256)) * (12 * 1024)  # 3 MiB: past Django's in-memory body limit
-    url = f"{live.ollama}/api/blobs/{digest_of(big)}"
-    assert httpx.head(url, timeout=10).status_code == 404
-    assert httpx.post(url, content=big, timeout=30).status_code == 201
-    assert httpx.head(url, timeout=10).status_code == 200
-    kernel_model = kernel_model_name(ADAPTER_KERNEL)
-    with pytest.raises(ollama.ResponseError) as refused:
-        client.create(f"{name}-lora", from_=kernel_model, adapters={garbage.name: digest})
-    assert refused.value.status_code == 400 and "not a safetensors file" in refused.value.error
-    # Shaped for the live trunk, but its kernel was trained by no job here: nothing to judge it
-    # on. The refusal arrives as the stream's last line.
-    trunk_json = live.log_path.parent / "models" / "trunk" / "trunk.json"  # the live data dir
-    trunk = TrunkConfig(**json.loads(trunk_json.read_text()))
-    shaped = tmp_path / "shaped.safetensors"
-    shaped.write_bytes(safetensors_of(Adapter(trunk, LoRAConfig()).state_dict()))
-    adapters = {shaped.name: client.create_blob(shaped)}
-    with pytest.raises(ollama.ResponseError) as streamed:
-        list(client.create(f"{name}-lora", from_=kernel_model, adapters=adapters, stream=True))
-    assert "no data of its own" in streamed.value.error
-    client.delete(name)

@@ -37,18 +37,30 @@ def _redis_dbs() -> range:
     return range(int(first), int(last or first) + 1)
 
 
-# Redis databases handed to the products tests start in services mode, one each in turn.
+# Redis databases handed to the products tests start in services mode, one each in turn, and
+# which product holds each (a database stays held while its product may still run).
 _REDIS_DBS = itertools.cycle(_redis_dbs())
+_HELD: dict[int, Product] = {}
 
 
-def own_redis(url: str) -> str:
+def own_redis(url: str, holder: Product) -> str:
     """The same Redis server, a database of the product's own, emptied.
 
     Products alive at the same time (a session-wide inference server beside a training test)
-    must not share queues: one's `gpu` worker would take the other's job claims, find nothing
-    to claim in its own database, and the other's job would never run.
+    must not share queues or channel groups: one's `gpu` worker would take the other's job
+    claims, and its telemetry sampler would publish into the other's dashboard. So a database
+    still held by a product that may be running is skipped (the cycle wrapped round while the
+    session-wide server, started early, was up: two samplers in one dashboard test).
     """
-    own = urlunsplit(urlsplit(url)._replace(path=f"/{next(_REDIS_DBS)}"))
+    for _ in range(len(_redis_dbs())):
+        db = next(_REDIS_DBS)
+        other = _HELD.get(db)
+        if other is None or (other.process is not None and other.process.poll() is not None):
+            break
+    else:
+        raise RuntimeError(f"every Redis database of QIG_TEST_REDIS_DBS is held: {sorted(_HELD)}")
+    _HELD[db] = holder
+    own = urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
     redis.Redis.from_url(own).flushdb()  # (a db= argument loses to a database in the URL)
     return own
 
@@ -71,7 +83,7 @@ class Product:
             **env,
         }
         if self.env.get("REDIS_URL"):
-            self.env["REDIS_URL"] = own_redis(self.env["REDIS_URL"])
+            self.env["REDIS_URL"] = own_redis(self.env["REDIS_URL"], self)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120, *args: str, command: str = "up") -> Product:

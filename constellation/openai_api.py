@@ -97,6 +97,7 @@ async def _answer(
     endpoint: str,
     prompt: str = "",
     messages: list[dict[str, Any]] | None = None,
+    plan: tools.ToolPlan | None = None,
 ) -> serving.Answer:
     """Admit a completion, or a chat's `messages` (its interaction keeps them, else the prompt).
     Too long for the context, it is cut as Ollama's `/v1` does (a chat loses its oldest
@@ -118,7 +119,6 @@ async def _answer(
     if not isinstance(truncate, bool):
         raise BadRequest("truncate: expected true or false")
     if messages:
-        plan = tools.plan(body.get("tools"), body.get("tool_choice", "auto"))
         sampling, messages = prompts.with_tools(sampling, messages, plan)
         return await serving.answer_chat(
             spec,
@@ -160,8 +160,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     messages = prompts.check_messages(body.get("messages"))
     if not messages:
         raise BadRequest("[] is too short - 'messages'")
-    answer = await _answer(request, body, "openai.chat", messages=messages)
-    offered = tools.plan(body.get("tools"), body.get("tool_choice", "auto")) is not None
+    plan = tools.plan(body.get("tools"), body.get("tool_choice", "auto"))
+    answer = await _answer(request, body, "openai.chat", messages=messages, plan=plan)
+    offered = plan is not None
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {
         "id": ident,

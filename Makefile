@@ -106,12 +106,13 @@ bench: $(BENCH_STAMP)  ## run the engine benchmarks (each prints one JSON object
 	$(BIN)/python -m bench.train
 	$(BIN)/python -m bench.decode
 
-bench-product: $(BENCH_STAMP) $(DIST)  ## benchmarks against a live product: serving, upload ingest, telemetry websocket
+bench-product: $(BENCH_STAMP) $(DIST)  ## benchmarks against a live product: serving, upload ingest, telemetry websocket, learning, federation, update bundles
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.ws
 	$(BIN)/python -m bench.learning
 	$(BIN)/python -m bench.federation
+	$(BIN)/python -m bench.bundles
 
 chromium:  ## make sure Debian's chromium is installed (browser tests)
 	@scripts/ensure-chromium.sh

@@ -280,6 +280,33 @@ def fingerprint() -> tuple[str, ...]:
     return tuple(parts)
 
 
+LINEAGE = "lineage.json"  # beside a grown trunk: the fingerprint of the trunk it grew from
+
+
+def trunk_fingerprint() -> str | None:
+    """The served trunk's identity for update bundles: `sha256:<hex>` of the pretrained trunk's
+    weights file. A trunk grown by vocabulary expansion keeps the fingerprint of the one it grew
+    from (`lineage.json`), so adapters trained on either fit both. Cached beside the weights."""
+    directory = trunk_dir()
+    if not (directory / "trunk.safetensors").is_file():
+        return None
+    version = directory.resolve()
+    for name in (LINEAGE, "fingerprint.json"):
+        try:
+            return str(json.loads((version / name).read_text())["fingerprint"])
+        except (FileNotFoundError, KeyError, ValueError):
+            continue
+    digest = hashlib.sha256()
+    with (version / "trunk.safetensors").open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    found = f"sha256:{digest.hexdigest()}"
+    tmp = version / f".fingerprint.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"fingerprint": found}))
+    os.replace(tmp, version / "fingerprint.json")
+    return found
+
+
 def adapter_bytes(index: int) -> int:
     """Bytes on disk of the kernel's published adapter (0 when it has none)."""
     directory = kernel_dir(index)

@@ -50,6 +50,9 @@ class Client:
         self.was_connected = False
         self.applied = 0  # the newest version applied and not yet acknowledged to central
         self.applied_ready = asyncio.Event()
+        self.bundling: asyncio.Task[None] | None = None
+        self.bundle_next: dict[str, Any] | None = None  # announced while one was being applied
+        self.bundle_said: dict[str, Any] | None = None  # the last bundle status central heard
 
     async def run(self) -> None:
         from federation import edge
@@ -146,6 +149,11 @@ class Client:
                     if seq is not None and seq > self.applied:
                         self.applied = seq
                         self.applied_ready.set()
+            elif kind == "bundle":  # an update bundle: fetched and applied beside the reader
+                if self.bundling is None or self.bundling.done():
+                    self.bundling = asyncio.create_task(self._bundle(message))
+                else:
+                    self.bundle_next = message
             elif kind == "refused":
                 if message.get("reason") == "revoked node":
                     raise Revoked(str(message.get("detail", "")))
@@ -187,9 +195,35 @@ class Client:
             await asyncio.sleep(APPLIED_EVERY_S)
 
     async def _heartbeat(self, ws: Any, every: float) -> None:
+        from federation import bundle_edge
+
+        self.bundle_said = None  # a new connection: say it again
         while True:
             await ws.send(json.dumps({"type": "ping"}))
+            said = await self.db(bundle_edge.report)()
+            if said != self.bundle_said:
+                await ws.send(json.dumps(said))
+                self.bundle_said = said
             await asyncio.sleep(every)
+
+    async def _bundle(self, notice: dict[str, Any]) -> None:
+        """Fetch, verify and apply an announced update bundle (in a thread of its own: the
+        download does not hold up the packets), then the next one announced meanwhile."""
+        from channels.db import database_sync_to_async
+
+        from federation import bundle_edge, edge
+
+        while notice is not None:
+            try:
+                changed = await database_sync_to_async(bundle_edge.receive, thread_sensitive=False)(
+                    notice
+                )
+                if changed:  # load the new versions now, not on the next person's question
+                    await asyncio.to_thread(bundle_edge.warm_up)
+            except Exception as exc:  # central unreachable mid-download: the next notice retries
+                log.warning("federation: bundle %s not applied: %s", notice.get("version"), exc)
+            await self.db(edge.publish_status)()
+            notice, self.bundle_next = self.bundle_next, None  # type: ignore[assignment]
 
 
 def _describe(exc: BaseException) -> str:

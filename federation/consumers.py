@@ -40,7 +40,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from dashboard.services import apublish
-from federation import central, packets, receiving
+from federation import bundles, central, learnings, packets, receiving
 from federation.models import Node
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,17 @@ class FederationConsumer(AsyncWebsocketConsumer):
             size = len(raw.encode("utf-8"))
             node = self.node
             _batch().add(self, receiving.Arrival(node.pk, str(node.uuid), node.name, packet, size))
+        elif kind == "learnings":  # a sleep packet: federation/learnings.py
+            reply = await database_sync_to_async(learnings.receive)(
+                self.node, self.public, raw, time.time()
+            )
+            await self.answer(reply)
+            if reply.get("learnings"):  # new ones: enough of a kernel's now → central trains it
+                await database_sync_to_async(bundles.consider_quietly)(reply["kernels"])
+            _publish_soon()
+        elif kind == "bundle_status":  # the update bundle the edge runs, or one it refused
+            await database_sync_to_async(_bundle_status)(self.node.pk, raw)
+            _publish_soon()
         elif kind == "applied":
             # Kept in memory and written with the batch, once a second at most (and at the
             # disconnect), not once per message.
@@ -170,6 +181,9 @@ class FederationConsumer(AsyncWebsocketConsumer):
         after = int(applied) if isinstance(applied, int) and applied >= 0 else 0
         for anchor in await database_sync_to_async(central.catch_up)(node, after):
             await self.send(text_data=json.dumps(anchor))
+        latest = await database_sync_to_async(bundles.latest_notice)()
+        if latest is not None:  # the newest update bundle: an edge that missed it fetches it now
+            await self.send(text_data=json.dumps(latest))
         while self.early:
             await self.send(text_data=self.early.pop(0))
         self.early = None
@@ -178,6 +192,10 @@ class FederationConsumer(AsyncWebsocketConsumer):
     # ---- group messages ------------------------------------------------------------------------
     async def federation_anchor(self, event: dict[str, Any]) -> None:
         if self.node is not None and event["kernel"] in self.held:
+            await self.send(text_data=json.dumps(event["message"]))
+
+    async def federation_bundle(self, event: dict[str, Any]) -> None:
+        if self.node is not None and self.held & set(event["message"].get("kernels", [])):
             await self.send(text_data=json.dumps(event["message"]))
 
     async def federation_revoke(self, event: dict[str, Any]) -> None:
@@ -345,13 +363,28 @@ def _publish_soon() -> None:
 def _peek_type(raw: str) -> str:
     """The message's type without full validation (`receiving.check_packet` validates a packet)."""
     try:
-        message = json.loads(raw) if len(raw) <= packets.MAX_PACKET_BYTES + 64 else None
+        message = json.loads(raw) if len(raw) <= learnings.MAX_BYTES + 64 else None
     except (ValueError, RecursionError):
         return "malformed"
     if not isinstance(message, dict):
         return "malformed" if message is not None else "packet"  # oversized: receive() says so
     kind = message.get("type", "")
     return kind if isinstance(kind, str) and kind != "malformed" else repr(kind)
+
+
+def _bundle_status(node_id: int, raw: str) -> None:
+    try:
+        message = json.loads(raw)
+        version = int(message.get("version") or 0)
+        said = str(message.get("status", ""))[:20]
+        reason = str(message.get("reason") or "")[:250]
+    except (ValueError, TypeError, AttributeError):
+        return
+    refused = message.get("refused_version")
+    text = f"refused bundle {refused}: {reason}" if said == "refused" and refused else ""
+    Node.objects.filter(pk=node_id).update(
+        bundle_version=max(version, 0), bundle_status=(text or said)[:300]
+    )
 
 
 def _int(raw: str, name: str) -> int | None:

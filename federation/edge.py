@@ -156,15 +156,19 @@ def signed(row: OutboxPacket, now: float | None = None) -> str | None:
     key = keys.node_key()
     if key is None:
         raise JoinFailed("this edge has no key: join central first")
-    message = {
-        "type": "packet",
-        "packet": packets.stamp_and_sign(row.body, key, now or time.time()),
-    }
     OutboxPacket.objects.filter(pk=row.pk).update(
         attempts=row.attempts + 1, last_sent_at=timezone.now()
     )
-    wire = packets.encoded(message)
-    if len(wire) > packets.MAX_PACKET_BYTES:  # `pack` keeps them smaller: never sent, said why
+    if row.body.get("type") == "learnings":  # a sleep packet: its own domain and limit
+        wire = packets.learnings_wire(row.body, key, now or time.time())
+        limit = packets.MAX_LEARNINGS_BYTES
+    else:
+        message = {
+            "type": "packet",
+            "packet": packets.stamp_and_sign(row.body, key, now or time.time()),
+        }
+        wire, limit = packets.encoded(message), packets.MAX_PACKET_BYTES
+    if len(wire.encode("utf-8")) > limit:  # `pack` keeps them smaller: never sent, said why
         refused(str(row.packet_id), f"oversized: {len(wire)} bytes (not sent)")
         return None
     return wire

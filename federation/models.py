@@ -42,6 +42,9 @@ class Node(models.Model):
     packets_in = models.PositiveBigIntegerField(default=0, editable=False)
     packets_rejected = models.PositiveBigIntegerField(default=0, editable=False)
     duplicates = models.PositiveBigIntegerField(default=0, editable=False)
+    # The update bundle the edge last reported: the version it runs, or why it refused one.
+    bundle_version = models.PositiveIntegerField(default=0, editable=False)
+    bundle_status = models.CharField(max_length=300, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -150,6 +153,7 @@ class EdgeState(models.Model):
     central_version = models.PositiveBigIntegerField(default=0)
     packets_queued = models.PositiveBigIntegerField(default=0, help_text="outbox rows made")
     packets_acked = models.PositiveBigIntegerField(default=0, help_text="acknowledged by central")
+    bundle_version = models.PositiveIntegerField(default=0, help_text="the update bundle it runs")
     joined_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -159,3 +163,7 @@ class EdgeState(models.Model):
     def get(cls) -> EdgeState:
         state, _ = cls.objects.get_or_create(pk=1)
         return state
+
+
+# Update bundles and the learnings behind them (docs/federation.md, "Update bundles").
+from federation.bundle_models import Bundle, BundleStatus, ReceivedLearning, SentLearning  # noqa: E402, F401

@@ -47,6 +47,9 @@ DOMAIN = {
     "basin": b"qig-federation-v1 basin\n",
     "hello": b"qig-federation-v1 hello\n",
     "anchor": b"qig-federation-v1 anchor\n",
+    "learnings": b"qig-federation-v1 learnings\n",  # federation/learnings.py
+    "bundle": b"qig-federation-v1 bundle\n",  # an update bundle's manifest (federation/bundles.py)
+    "fetch": b"qig-federation-v1 fetch\n",  # an edge's bundle download (federation/bundle_api.py)
 }
 
 
@@ -205,6 +208,15 @@ def is_uuid(text: object) -> bool:
 
 def stamp_and_sign(body: Mapping[str, Any], key: Ed25519PrivateKey, now: float) -> dict[str, Any]:
     return sign({**body, "ts": round(now, 3)}, key, "basin")
+
+
+MAX_LEARNINGS_BYTES = 65536  # a sleep packet (federation/learnings.py) on the wire
+
+
+def learnings_wire(body: Mapping[str, Any], key: Ed25519PrivateKey, now: float) -> str:
+    """A sleep packet as it goes: stamped, signed with the "learnings" domain, wrapped."""
+    signed = sign({**body, "ts": round(now, 3)}, key, "learnings")
+    return encoded({"type": "learnings", "packet": signed})
 
 
 SIGNED_OVERHEAD = (

@@ -35,4 +35,11 @@ def on_kernel_learned(
 
 
 def connect() -> None:
+    from django.db.models.signals import post_save
+
+    from federation import bundles
+    from learning.models import FineTuneJob
+
     kernel_learned.connect(on_kernel_learned, dispatch_uid="federation.kernel_learned")
+    # Central: a training bundle's last job ended → publish what was promoted.
+    post_save.connect(bundles.on_job_saved, sender=FineTuneJob, dispatch_uid="federation.bundles")

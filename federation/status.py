@@ -22,6 +22,7 @@ from federation.models import (
     ReceivedPacket,
     Rejection,
 )
+from federation.snapshots import last_import
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,15 @@ def history() -> dict[str, Any]:
         "node": identity,
         "central": edge_view() if kind == "edge" else None,
         "nodes": nodes,
+        "snapshot": last_import(),  # the last snapshot imported (docs/snapshots.md)
+        "bundles": _bundles(),
     }
+
+
+def _bundles() -> dict[str, Any]:
+    from federation.bundle_view import overview
+
+    return overview()
 
 
 def publish_federation() -> None:

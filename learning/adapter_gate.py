@@ -145,7 +145,8 @@ def _refused(offer: Offer, verdict: Verdict, serving: str = "") -> Verdict:
 def _log(offer: Offer, kind: str, message: str, data: dict[str, Any]) -> None:
     """One learning-log line about a brought adapter (no job made it)."""
     source = offer.source
-    brought = f" (an adapter brought by /api/create {source['model']}: {source['digest']})"
+    via = source.get("via", "/api/create")  # (`flower`: a federated round's average)
+    brought = f" (an adapter brought by {via} {source['model']}: {source['digest']})"
     event = LearningEvent.objects.create(
         kind=kind,
         kernel_index=offer.kernel,

@@ -27,16 +27,17 @@ from django.conf import settings
 from constellation import published
 from constellation.engine import e8
 from constellation.models import Kernel
-from constellation.prompts import asked_prompt
 from learning import services as jobs
 from learning.models import JobKind, LearningCycle, LearningSignal, SignalKind
 from learning.opportunity import VOCAB_MAX_NEW, VOCAB_MIN_USES, Opportunity, counted
 from learning.promotion import distances
+from learning.records import prompt_of, record_of, taught_text
 from learning.usage_signals import current_coordizer, normalised, question_of
 from learning.vocabulary import MAX_WORD_CHARS
 from qigcenter.errors import DomainError
 from uploads import services as uploads
 
+MAX_ROTATIONS = 8
 LOOP_PRIORITY = -10  # below every job a person queued
 TRAINED = (SignalKind.CORRECTION, SignalKind.ACCEPTED)
 RECORDED: dict[str, str] = {
@@ -55,8 +56,8 @@ def opportunities(signals: list[LearningSignal], gaps: dict[str, Any]) -> list[O
     recorded: dict[str, list[LearningSignal]] = defaultdict(list)
     nearest = NearestKernel()
     for s in signals:
-        prompt = _prompt(s)
-        if s.kind in TRAINED and prompt and _taught_text(s):
+        prompt = prompt_of(s)
+        if s.kind in TRAINED and prompt and taught_text(s):
             kernel = s.kernel_index if s.kernel_index is not None else nearest(prompt)
             if kernel is not None:
                 taught[kernel][s.kind].append(s)
@@ -73,7 +74,7 @@ def opportunities(signals: list[LearningSignal], gaps: dict[str, Any]) -> list[O
                 kernel=kernel,
                 signals=[s.pk for s in both],
                 summary=f"{' and '.join(w for w in words if w)} on kernel {kernel}",
-                material={"records": [_record(s) for s in both]},
+                material={"records": [record_of(s) for s in both]},
             )
         )
     if gaps["words"]:
@@ -102,24 +103,6 @@ def opportunities(signals: list[LearningSignal], gaps: dict[str, Any]) -> list[O
             )
         )
     return found
-
-
-def _taught_text(s: LearningSignal) -> str:
-    item = s.interaction
-    assert item is not None
-    return (s.content if s.kind == SignalKind.CORRECTION else item.response).strip()
-
-
-def _record(s: LearningSignal) -> dict[str, str]:
-    """Prompt → completion, as the model saw the prompt (the rendered chat or generate prompt)
-    and as it should have answered (a correction) or did (an approved answer)."""
-    assert s.interaction is not None
-    return {"prompt": _prompt(s), "completion": " " + _taught_text(s)}
-
-
-def _prompt(s: LearningSignal) -> str:
-    item = s.interaction
-    return "" if item is None else asked_prompt(item.model, item.prompt, item.messages)
 
 
 class NearestKernel:
@@ -191,7 +174,7 @@ def _adapter_job(cycle: LearningCycle, o: Opportunity) -> dict[str, Any]:
     assert o.kernel is not None
     records = o.material["records"]
     name = f"learning-cycle-{cycle.pk}-kernel-{o.kernel}.jsonl"
-    upload = uploads.store_records(name, records, domain="auto")
+    upload = uploads.store_records(name, rotations(records), domain="auto")
     job = jobs.queue_job(
         kind=JobKind.ADAPTER,
         created_by=None,
@@ -208,6 +191,19 @@ def _adapter_job(cycle: LearningCycle, o: Opportunity) -> dict[str, Any]:
         "status": job.status,
         "summary": f"adapter job {job.pk} on kernel {o.kernel}: {o.summary}",
     }
+
+
+def rotations(records: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The records once in each of N rotations: a window holds one rotation (the seq_len of
+    `improvement_hyperparameters`), so each record is learned once with no text before it, as
+    it will be asked. In one order only, a later record was learned only after the earlier ones'
+    text, and a tiny model then answered it alone wrongly (two corrections on one kernel: the
+    second answered "The Zorblax kepers." until rotated; tests/federation/test_bundles_live.py).
+    At most `MAX_ROTATIONS` of them, evenly spaced (many records do not fit one window anyway)."""
+    n = len(records)
+    return [
+        r for i in range(0, n, max(1, -(-n // MAX_ROTATIONS))) for r in records[i:] + records[:i]
+    ]
 
 
 def improvement_hyperparameters(records: list[dict[str, str]]) -> dict[str, Any]:
@@ -304,9 +300,16 @@ def sync_delta(cycle: LearningCycle, read: list[LearningSignal]) -> dict[str, An
         },
         constraints={"failed": [c["hash"] for c in delta["constraints"]]},
     )
+    from federation import learnings
+
+    sleep = learnings.enqueue_new(
+        NearestKernel()
+    )  # the high-value learnings themselves (update bundles)
     said = f"{len(rows)} packet(s) queued for central" if rows else "nothing to send to central"
+    if sleep:
+        said += f", and {len(sleep)} learnings packet(s)"
     return {"federated": True, "outbox": said, "packets": [str(r.packet_id) for r in rows],
-            "delta": delta}  # fmt: skip
+            "learnings": [str(r.packet_id) for r in sleep], "delta": delta}  # fmt: skip
 
 
 def _n(count: int, word: str) -> str:

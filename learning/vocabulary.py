@@ -16,6 +16,7 @@ is served; anything failing before the coordizer is served leaves the old pair s
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -140,7 +141,13 @@ def _publish(trunk: Trunk, coordizer: Coordizer) -> tuple[Path, Path]:
     trunk_dest, coordizer_dest = published.trunk_dir(), published.coordizer_dir()
     written: list[tuple[Path, Path]] = []
     try:
-        trunk_version = published.new_version(trunk_dest, lambda d: checkpoint.save_trunk(trunk, d))
+        lineage = published.trunk_fingerprint()  # the grown trunk keeps the old one's identity
+
+        def build(directory: Path) -> None:
+            checkpoint.save_trunk(trunk, directory)
+            (directory / published.LINEAGE).write_text(json.dumps({"fingerprint": lineage}))
+
+        trunk_version = published.new_version(trunk_dest, build)
         written.append((trunk_dest, trunk_version))
         coordizer_version = published.new_version(coordizer_dest, coordizer.save)
         written.append((coordizer_dest, coordizer_version))

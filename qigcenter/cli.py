@@ -17,6 +17,8 @@
     qig federation status           this node's role, identity, link or nodes (JSON)
     qig backup [DEST]               the database and the node's files into one .tar, while it runs
     qig restore SRC [--force]       verify a backup, restore it into this data dir, migrate
+    qig snapshot export [DIR] | import DIR
+                                    the high-value patterns as files (docs/snapshots.md)
 
 `qig up` starts the web server (daphne, ASGI) and, in services mode (REDIS_URL set), separate
 Celery workers for the `gpu` and `default` queues and Celery beat. It restarts a worker or beat that
@@ -41,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.flower.processes import children as flower_children
 from qigcenter.env import ConfigError, env_host, env_int, is_loopback
 
 GRACE_S = 15.0
@@ -290,6 +293,8 @@ def build_children(
         if os.environ.get("QIG_FEDERATION", "").strip().lower() == "edge"
         else []
     )
+    # QIG_FLOWER=1: Flower's SuperLink (central) or SuperNode (edge), supervised alike.
+    edge += [Child(*spec, essential=False) for spec in flower_children(python, env)]
     if api_only:
         return [Child("web", web, dict(env, QIG_API_ONLY="1"), essential=True), *edge]
     if not services:
@@ -341,6 +346,9 @@ def cmd_up(args: argparse.Namespace, api_only: bool = False) -> int:
             )
             return 2
     prepare(verbosity=0 if args.quiet else 1)
+    from federation.snapshot_cli import at_start as import_snapshot
+
+    import_snapshot()
     from django.conf import settings
 
     mode = "services (PostgreSQL/Redis, separate workers)" if settings.SERVICES_MODE else "embedded"
@@ -395,6 +403,9 @@ def parser() -> argparse.ArgumentParser:
     from qigcenter.backup import add_parser as add_backup
 
     add_backup(sub)
+    from federation.snapshot_cli import add_parser as add_snapshot
+
+    add_snapshot(sub)
     return p
 
 

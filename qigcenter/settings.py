@@ -126,7 +126,7 @@ INSTALLED_APPS = [
     "channels",
     "qigcenter",
     "constellation",
-    "federation",
+    *("federation", "federation.flower"),  # federation.flower: Flower rounds (docs/flower.md)
     "learning",
     "uploads",
     "dashboard",

@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from constellation import blobs_api, chat, ollama_api, openai_api
 from constellation.api import InteractionViewSet, KernelViewSet
+from federation import bundle_api
 from federation.api import AnchorHistoryView, FederationView, JoinView, NodeViewSet
 from learning.api import FineTuneJobViewSet, LearningEventViewSet
 from learning.loop_api import LearningCycleViewSet, LoopView, RunNowView
@@ -34,9 +35,26 @@ api_v1: list[URLPattern | URLResolver] = [
     path("auth/token/", auth_api.TokenView.as_view(), name="auth-token"),
     path("chat/", chat.chat, name="chat"),
     path("federation/", FederationView.as_view(), name="federation"),
+    path("federation/", include("federation.flower.urls")),  # rounds, SuperNode keys
     path("federation/join/", JoinView.as_view(), name="federation-join"),
     path(
         "federation/anchors/<int:kernel>/", AnchorHistoryView.as_view(), name="federation-anchors"
+    ),
+    path("federation/bundles/", bundle_api.BundlesView.as_view(), name="federation-bundles"),
+    path(
+        "federation/bundles/<int:version>/manifest/",
+        bundle_api.BundleManifestView.as_view(),
+        name="federation-bundle-manifest",
+    ),
+    path(
+        "federation/bundles/<int:version>/files/<path:name>",
+        bundle_api.BundleFileView.as_view(),
+        name="federation-bundle-file",
+    ),
+    path(
+        "federation/bundle/rollback/",
+        bundle_api.BundleRollbackView.as_view(),
+        name="federation-bundle-rollback",
     ),
     path("learning/loop/", LoopView.as_view(), name="learning-loop"),
     path("learning/loop/run/", RunNowView.as_view(), name="learning-loop-run"),

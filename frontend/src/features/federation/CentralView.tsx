@@ -1,11 +1,14 @@
 import { useState, type MouseEvent } from 'react';
 import { EmptyState } from '../dashboard/Panel';
 import { AddNodeForm } from './AddNodeForm';
+import { SnapshotNote } from './bundleParts';
+import { CentralBundles } from './CentralBundles';
 import { newJoinToken, revokeNode } from './federationApi';
 import { centralSummary, count, lag, sizeText, totals, when } from './fedFormat';
 import { JoinTokenBox, type ShownToken } from './JoinTokenBox';
+import { FlowerRounds } from './FlowerRounds';
 import { NodeDetails } from './NodeDetails';
-import type { CreatedNode, FederationNode } from './types';
+import type { BundleRow, BundlesView, CreatedNode, FederationNode, FlowerRound } from './types';
 import type { Federation } from './useFederation';
 
 /** The row without the secret: the token lives only in the box that shows it once. */
@@ -29,10 +32,17 @@ interface Props {
   staff: boolean;
   now: number;
   onNode: (node: FederationNode) => void;
+  onBundle: (bundle: BundleRow) => void;
+  onBundles: (bundles: BundlesView) => void;
+  /** Flower rounds heard live, by id. */
+  rounds: Record<number, FlowerRound>;
 }
 
-/** A central: its edges with their state and traffic; staff add, revoke and re-issue tokens. */
-export function CentralView({ federation, staff, now, onNode }: Props) {
+/**
+ * A central: its edges with their state and traffic (staff add, revoke and re-issue tokens), the
+ * learnings they sent, the update bundles and which edge runs which, and the Flower rounds.
+ */
+export function CentralView({ federation, staff, now, onNode, onBundle, onBundles, rounds }: Props) {
   const { nodes } = federation;
   const [token, setToken] = useState<ShownToken | null>(null);
   const [openId, setOpenId] = useState<number | null>(null);
@@ -105,6 +115,7 @@ export function CentralView({ federation, staff, now, onNode }: Props) {
             ? ` · ${sizeText(federation.size, federation.kernels)}`
             : ''}
         </p>
+        <SnapshotNote snapshot={federation.snapshot} now={now} />
       </div>
       {staff ? (
         <AddNodeForm onAdded={added} />
@@ -212,6 +223,14 @@ export function CentralView({ federation, staff, now, onNode }: Props) {
         </div>
       )}
       {open && <NodeDetails key={open.id} node={open} now={now} onClose={() => setOpenId(null)} />}
+      <CentralBundles
+        bundles={federation.bundles}
+        staff={staff}
+        now={now}
+        onBundle={onBundle}
+        onBundles={onBundles}
+      />
+      <FlowerRounds staff={staff} now={now} live={rounds} />
     </div>
   );
 }

@@ -1,6 +1,8 @@
 import type { ReactNode } from 'react';
+import { SnapshotNote } from './bundleParts';
+import { EdgeBundles } from './EdgeBundles';
 import { count, lag, sizeText, when } from './fedFormat';
-import type { CentralState } from './types';
+import type { BundlesView, CentralState } from './types';
 import type { Federation } from './useFederation';
 
 /** What each link state means for the person reading the card. */
@@ -16,8 +18,19 @@ const STATE_HINTS: Partial<Record<CentralState, ReactNode>> = {
     'The central revoked this node: it refuses its packets. Ask the central’s admin for a new node and join again.',
 };
 
-/** An edge: its link to the central, what waits to be sent, and how far behind it is. */
-export function EdgeCard({ federation, now }: { federation: Federation; now: number }) {
+interface Props {
+  federation: Federation;
+  now: number;
+  staff?: boolean;
+  /** The bundles read again (after a rollback). */
+  onBundles?: (bundles: BundlesView) => void;
+}
+
+/**
+ * An edge: its link to the central, what waits to be sent, how far behind it is, the update
+ * bundle it runs (staff roll back) and the last snapshot it imported.
+ */
+export function EdgeCard({ federation, now, staff = false, onBundles = () => {} }: Props) {
   const central = federation.central;
   const state: CentralState = central?.state ?? 'not joined';
   const size = sizeText(federation.size, federation.kernels);
@@ -31,6 +44,7 @@ export function EdgeCard({ federation, now }: { federation: Federation; now: num
           Edge{size && ` · ${size}`}
         </p>
         <p className="muted dash-small">This node: {federation.node.name || '—'}</p>
+        <SnapshotNote snapshot={federation.snapshot} now={now} />
       </div>
       <dl className="dash-facts fed-facts">
         <div className="fed-facts__wide">
@@ -95,6 +109,7 @@ export function EdgeCard({ federation, now }: { federation: Federation; now: num
           {hint}
         </p>
       )}
+      <EdgeBundles bundles={federation.bundles} staff={staff} now={now} onBundles={onBundles} />
     </div>
   );
 }

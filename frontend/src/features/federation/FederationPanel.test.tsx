@@ -3,9 +3,9 @@ import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { ADMIN, ANALYST, json, stubServer } from '../../test/http';
 import { renderLive } from '../dashboard/testing';
-import { renderSignedIn } from '../jobs/testing';
+import { page, renderSignedIn } from '../jobs/testing';
 import { FederationPanel } from './FederationPanel';
-import { NODES_PATH, packetsPath, revokePath, tokenPath } from './federationApi';
+import { NODES_PATH, ROUNDS_PATH, packetsPath, revokePath, tokenPath } from './federationApi';
 import { centralSummary, lag, sizeText, totals } from './fedFormat';
 import type { CentralLink, CentralState, FederationHistory, FederationNode } from './types';
 
@@ -60,7 +60,8 @@ function link(overrides: Partial<CentralLink> = {}): CentralLink {
   };
 }
 
-const EDGES = [
+// Made again before each test: their times are relative to when the test starts.
+const makeEdges = () => [
   node(1, { name: 'edge-a', per_minute: { in: 12, out: 30, rejected: 1 }, lag_s: 75 }),
   node(2, {
     name: 'edge-b',
@@ -79,12 +80,24 @@ const EDGES = [
   node(3, { name: 'edge-c', status: 'offline', last_seen: secondsAgo(600) }),
   node(4, { name: 'edge-d', status: 'revoked' }),
 ];
+let EDGES = makeEdges();
 
 const rowOf = (name: string) =>
   screen.getAllByTestId('federation-node').find((row) => within(row).queryByRole('rowheader', { name }))!;
 
+/** The server's routes, and no Flower round yet: a central's panel reads the rounds when it opens. */
+function serve(routes: Parameters<typeof stubServer>[0]) {
+  return stubServer({ [`GET ${ROUNDS_PATH}`]: () => json(200, page([])), ...routes });
+}
+
+/** The requests made, but the panel's own read of the rounds. */
+const asked = (requests: ReturnType<typeof stubServer>) => requests.filter((r) => r.path !== ROUNDS_PATH);
+
 beforeEach(() => {
+  EDGES = makeEdges();
   document.cookie = 'csrftoken=csrf-from-cookie; path=/';
+  // A test that stubs no server of its own: the rounds are still being read when it ends.
+  stubServer({ [`GET ${ROUNDS_PATH}`]: () => new Promise<Response>(() => {}) });
 });
 
 describe('FederationPanel', () => {
@@ -192,7 +205,7 @@ describe('FederationPanel', () => {
       join_token: 'tok-SECRET-123',
       join_command: 'qig federation join http://host:9200 tok-SECRET-123',
     };
-    const requests = stubServer({ [`POST ${NODES_PATH}`]: () => json(201, created) });
+    const requests = serve({ [`POST ${NODES_PATH}`]: () => json(201, created) });
     const { publish } = renderSignedIn(ADMIN, <FederationPanel />);
     publish('federation', history({ nodes: [] }));
     expect(screen.getByText(/^No edge node yet\. Add one to get its join token/)).toBeInTheDocument();
@@ -202,9 +215,9 @@ describe('FederationPanel', () => {
     await user.click(screen.getByRole('button', { name: 'Add node' }));
 
     const box = await screen.findByRole('region', { name: 'Join token for edge-new' });
-    expect(requests).toHaveLength(1);
-    expect(requests[0]!.body).toEqual({ name: 'edge-new', size: 'medium' });
-    expect(requests[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
+    expect(asked(requests)).toHaveLength(1);
+    expect(asked(requests)[0]!.body).toEqual({ name: 'edge-new', size: 'medium' });
+    expect(asked(requests)[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
     expect(box).toHaveTextContent('Shown once — copy it now.');
     expect(within(box).getByTestId('join-command')).toHaveTextContent(
       'qig federation join http://host:9200 tok-SECRET-123',
@@ -230,7 +243,7 @@ describe('FederationPanel', () => {
   });
 
   it('shows the server’s word on a bad or taken name beside the field', async () => {
-    stubServer({
+    serve({
       [`POST ${NODES_PATH}`]: () => json(400, { name: ['A node with this name already exists.'] }),
     });
     const { publish } = renderSignedIn(ADMIN, <FederationPanel />);
@@ -244,16 +257,16 @@ describe('FederationPanel', () => {
   });
 
   it('asks for a name before asking the server', async () => {
-    const requests = stubServer({});
+    const requests = serve({});
     const { publish } = renderSignedIn(ADMIN, <FederationPanel />);
     publish('federation', history());
     await userEvent.click(screen.getByRole('button', { name: 'Add node' }));
     expect(screen.getByRole('alert')).toHaveTextContent('Give the node a name.');
-    expect(requests).toHaveLength(0);
+    expect(asked(requests)).toHaveLength(0);
   });
 
   it('says a 403 when a write is refused', async () => {
-    stubServer({
+    serve({
       [`POST ${NODES_PATH}`]: () =>
         json(403, { detail: 'You do not have permission to perform this action.' }),
     });
@@ -267,7 +280,7 @@ describe('FederationPanel', () => {
   });
 
   it('revokes a node after confirming, with the CSRF header, and shows it revoked', async () => {
-    const requests = stubServer({
+    const requests = serve({
       [`POST ${revokePath(1)}`]: () => json(200, { ...EDGES[0], status: 'revoked' }),
     });
     const confirm = vi.spyOn(window, 'confirm').mockReturnValueOnce(false).mockReturnValueOnce(true);
@@ -277,22 +290,22 @@ describe('FederationPanel', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Revoke edge-a' }));
     expect(confirm).toHaveBeenCalledTimes(1);
     expect(confirm.mock.calls[0]![0]).toMatch(/^Revoke edge-a\?/);
-    expect(requests).toHaveLength(0);
+    expect(asked(requests)).toHaveLength(0);
 
     await userEvent.click(screen.getByRole('button', { name: 'Revoke edge-a' }));
     await waitFor(() =>
       expect(within(rowOf('edge-a')).getByTestId('node-status')).toHaveTextContent('revoked'),
     );
-    expect(requests).toHaveLength(1);
-    expect(requests[0]).toMatchObject({ method: 'POST', path: '/api/v1/nodes/1/revoke/' });
-    expect(requests[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
+    expect(asked(requests)).toHaveLength(1);
+    expect(asked(requests)[0]).toMatchObject({ method: 'POST', path: '/api/v1/nodes/1/revoke/' });
+    expect(asked(requests)[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
     expect(screen.queryByRole('button', { name: 'Revoke edge-a' })).not.toBeInTheDocument();
     expect(screen.getByTestId('federation-summary')).toHaveTextContent('Central · 4 nodes · 0 online');
   });
 
   it('issues a new token for a pending node, and says why when the server refuses', async () => {
     let tries = 0;
-    const requests = stubServer({
+    const requests = serve({
       [`POST ${tokenPath(2)}`]: () =>
         ++tries === 1
           ? json(200, {
@@ -311,7 +324,7 @@ describe('FederationPanel', () => {
       'qig federation join http://host:9200 tok-NEW',
     );
     expect(box).toHaveTextContent('valid until');
-    expect(requests[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
+    expect(asked(requests)[0]!.headers['X-CSRFToken']).toBe('csrf-from-cookie');
 
     await userEvent.click(screen.getByRole('button', { name: 'New token for edge-b' }));
     expect(await screen.findByRole('alert')).toHaveTextContent(
@@ -321,7 +334,7 @@ describe('FederationPanel', () => {
 
   it('opens a node’s recent packets and rejections, and reads them again when its totals move', async () => {
     let reads = 0;
-    const requests = stubServer({
+    const requests = serve({
       [`GET ${packetsPath(1)}`]: () =>
         json(
           200,
@@ -389,7 +402,7 @@ describe('FederationPanel', () => {
   });
 
   it('says when the packets cannot be read', async () => {
-    stubServer({ [`GET ${packetsPath(1)}`]: () => json(500, { detail: 'database is locked' }) });
+    serve({ [`GET ${packetsPath(1)}`]: () => json(500, { detail: 'database is locked' }) });
     const { publish } = renderSignedIn(ANALYST, <FederationPanel />);
     publish('federation', history({ nodes: EDGES }));
     await userEvent.click(screen.getByRole('button', { name: 'Details of edge-a' }));

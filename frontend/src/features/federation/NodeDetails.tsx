@@ -1,20 +1,11 @@
 import { useEffect, useId, useState } from 'react';
 import { bytes, clockTime } from '../dashboard/format';
 import { getPackets } from './federationApi';
-import { totals, when } from './fedFormat';
+import { kernelList, totals, when } from './fedFormat';
 import type { FederationNode, NodePackets } from './types';
 
 /** How often the open details read the packets again (the row's totals changing also does). */
 export const PACKETS_REFRESH_MS = 5000;
-
-/** Kernels listed for a packet before the rest are counted. */
-const KERNELS_SHOWN = 8;
-
-function kernelList(kernels: readonly number[]): string {
-  if (kernels.length === 0) return '—';
-  const shown = kernels.slice(0, KERNELS_SHOWN).join(', ');
-  return kernels.length > KERNELS_SHOWN ? `${shown} … (+${kernels.length - KERNELS_SHOWN})` : shown;
-}
 
 interface Props {
   node: FederationNode;

@@ -1,7 +1,7 @@
 // Wording shared by the federation panel's views. Every unknown value reads "—".
 import { useEffect, useState } from 'react';
 import { ago, duration, parseTime } from '../dashboard/format';
-import type { FederationNode } from './types';
+import type { EdgeBundle, FederationNode, SnapshotImport } from './types';
 
 /** A count, or an em dash when the server did not say. */
 export function count(value: number | null | undefined): string {
@@ -55,4 +55,50 @@ export function useNow(everyMs = 5000): number {
     return () => clearInterval(every);
   }, [everyMs]);
   return now;
+}
+
+/** Kernels listed before the rest are counted. */
+const KERNELS_SHOWN = 8;
+
+/** `0, 57`, `0, 1, … 7 … (+2)` past eight, or an em dash for none. */
+export function kernelList(kernels: readonly number[] | null | undefined, shown = KERNELS_SHOWN): string {
+  if (!kernels || kernels.length === 0) return '—';
+  const head = kernels.slice(0, shown).join(', ');
+  return kernels.length > shown ? `${head} … (+${kernels.length - shown})` : head;
+}
+
+/** A bundle's version, or an em dash before it is published (0: none). */
+export function bundleVersion(version: number | null | undefined): string {
+  return typeof version === 'number' && version > 0 ? String(version) : '—';
+}
+
+/** How long applying a bundle took: `412 ms`, `1.25 s`. */
+export function millis(ms: number | null | undefined): string {
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) return '—';
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** A training loss to four decimals, or an em dash when none was said. */
+export function loss(value: number | null | undefined): string {
+  return typeof value === 'number' && Number.isFinite(value) ? value.toFixed(4) : '—';
+}
+
+/** What an edge says it runs, as central shows it: a refusal is a warning. */
+export function edgeBundleState(edge: Pick<EdgeBundle, 'version' | 'status'>): {
+  text: string;
+  refused: boolean;
+} {
+  const status = (edge.status ?? '').trim();
+  if (status.startsWith('refused')) return { text: status, refused: true };
+  if (status) return { text: status, refused: false };
+  return { text: edge.version ? 'applied' : 'not reported yet', refused: false };
+}
+
+/** `Snapshot 20261207T174500Z imported 3 h ago: 12 patterns, 3 jobs queued.` */
+export function snapshotText(snapshot: SnapshotImport, now: number): string {
+  const at = snapshot.imported_at ? ` ${when(snapshot.imported_at, now)}` : '';
+  return `Snapshot ${snapshot.version} imported${at}: ${plural(snapshot.patterns, 'pattern')}, ${plural(
+    snapshot.jobs,
+    'job',
+  )} queued.`;
 }

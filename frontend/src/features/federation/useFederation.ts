@@ -1,12 +1,17 @@
 import { useCallback, useReducer } from 'react';
 import { useTelemetryTopic } from '../telemetry/useTelemetry';
 import type {
+  BundleRow,
+  BundlesView,
   CentralLink,
   FederationHistory,
   FederationNode,
   FederationRole,
+  FlowerRound,
+  FlowerRoundMessage,
   NodeIdentity,
   NodeSize,
+  SnapshotImport,
 } from './types';
 
 /** The federation as the panel shows it: the topic's last message, with what REST answered put over it. */
@@ -18,9 +23,35 @@ export interface Federation {
   node: NodeIdentity;
   central: CentralLink | null;
   nodes: FederationNode[];
+  /** Update bundles, and on central the learnings and what each edge runs (empty lists when unsaid). */
+  bundles: Required<BundlesView>;
+  /** The last snapshot this node imported, or null. */
+  snapshot: SnapshotImport | null;
 }
 
-type Action = { type: 'history'; federation: Federation } | { type: 'node'; node: FederationNode };
+interface State {
+  federation: Federation | null;
+  /** Flower rounds heard live (`federation.round`), by id. */
+  rounds: Record<number, FlowerRound>;
+}
+
+type Action =
+  | { type: 'history'; federation: Federation }
+  | { type: 'node'; node: FederationNode }
+  | { type: 'bundle'; bundle: BundleRow }
+  | { type: 'bundles'; bundles: BundlesView }
+  | { type: 'round'; round: FlowerRound };
+
+const list = <T>(value: unknown): T[] => (Array.isArray(value) ? (value as T[]) : []);
+
+/** The bundles part of a message or of the bundles API, with empty lists for what it leaves out. */
+export function fromBundles(view: Partial<BundlesView> | null | undefined): Required<BundlesView> {
+  return {
+    bundles: list<BundleRow>(view?.bundles),
+    learnings: list(view?.learnings),
+    edges: list(view?.edges),
+  };
+}
 
 /**
  * The topic's message, with defaults for what an older server leaves out: without `role`, a list
@@ -41,42 +72,69 @@ export function fromHistory(payload: Partial<FederationHistory>): Federation {
     node: payload.node ?? { id: null, name: '' },
     central: payload.central ?? null,
     nodes,
+    bundles: fromBundles(payload.bundles),
+    snapshot: payload.snapshot && typeof payload.snapshot === 'object' ? payload.snapshot : null,
   };
 }
 
-/** `nodes` with `node` replacing the row of the same id, or added at the end. */
-function upsert(nodes: readonly FederationNode[], node: FederationNode): FederationNode[] {
-  const at = nodes.findIndex((n) => n.id === node.id);
-  if (at < 0) return [...nodes, node];
-  const next = nodes.slice();
-  next[at] = { ...nodes[at], ...node };
+/** `rows` with `row` replacing the row of the same id, or added at the end (or the front). */
+function upsert<T extends { id: number }>(rows: readonly T[], row: T, front = false): T[] {
+  const at = rows.findIndex((r) => r.id === row.id);
+  if (at < 0) return front ? [row, ...rows] : [...rows, row];
+  const next = rows.slice();
+  next[at] = { ...rows[at], ...row };
   return next;
 }
 
-function reducer(state: Federation | null, action: Action): Federation | null {
+function withFederation(state: State, change: (federation: Federation) => Federation): State {
+  return state.federation ? { ...state, federation: change(state.federation) } : state;
+}
+
+function reducer(state: State, action: Action): State {
   switch (action.type) {
     case 'history':
-      return action.federation;
+      return { ...state, federation: action.federation };
     case 'node':
-      return state && { ...state, nodes: upsert(state.nodes, action.node) };
+      return withFederation(state, (f) => ({ ...f, nodes: upsert(f.nodes, action.node) }));
+    case 'bundle':
+      return withFederation(state, (f) => ({
+        ...f,
+        bundles: { ...f.bundles, bundles: upsert(f.bundles.bundles, action.bundle, true) },
+      }));
+    case 'bundles':
+      return withFederation(state, (f) => ({ ...f, bundles: fromBundles(action.bundles) }));
+    case 'round':
+      return { ...state, rounds: { ...state.rounds, [action.round.id]: action.round } };
   }
 }
 
+const INITIAL: State = { federation: null, rounds: {} };
+
 /**
- * The `federation` topic's `federation.history` (sent on subscribe and on every change); null
- * until the first message. `updateNode` puts a row the REST API answered (a node added or
- * revoked) into the table at once, before the topic says the same.
+ * The `federation` topic: its `federation.history` (sent on subscribe and on every change; null
+ * until the first) and the `federation.round` messages of Flower rounds (by id). `updateNode`,
+ * `updateBundle` and `setBundles` put what the REST API answered (a node added or revoked, a
+ * bundle queued or published, the bundles read again) into the panel at once, before the topic
+ * says the same.
  */
 export function useFederation() {
-  const [federation, dispatch] = useReducer(reducer, null);
+  const [state, dispatch] = useReducer(reducer, INITIAL);
 
-  useTelemetryTopic<Partial<FederationHistory> | { kind: string }>('federation', ({ payload }) => {
-    if (payload && payload.kind === 'federation.history') {
-      dispatch({ type: 'history', federation: fromHistory(payload as Partial<FederationHistory>) });
-    }
-  });
+  useTelemetryTopic<Partial<FederationHistory> | Partial<FlowerRoundMessage> | { kind: string }>(
+    'federation',
+    ({ payload }) => {
+      if (!payload) return;
+      if (payload.kind === 'federation.history') {
+        dispatch({ type: 'history', federation: fromHistory(payload as Partial<FederationHistory>) });
+      } else if (payload.kind === 'federation.round' && typeof (payload as FlowerRound).id === 'number') {
+        dispatch({ type: 'round', round: payload as FlowerRoundMessage });
+      }
+    },
+  );
 
   const updateNode = useCallback((node: FederationNode) => dispatch({ type: 'node', node }), []);
+  const updateBundle = useCallback((bundle: BundleRow) => dispatch({ type: 'bundle', bundle }), []);
+  const setBundles = useCallback((bundles: BundlesView) => dispatch({ type: 'bundles', bundles }), []);
 
-  return { federation, updateNode };
+  return { federation: state.federation, rounds: state.rounds, updateNode, updateBundle, setBundles };
 }

@@ -34,6 +34,7 @@ from federation.bundle_models import Bundle
 from federation.bundle_view import bundle_row, overview
 from federation.models import Node
 from qigcenter.permissions import IsStaffOrReadOnly
+from qigcenter.schema import error
 
 RANGE = re.compile(r"^bytes=(\d+)-$")
 
@@ -53,7 +54,12 @@ class BundlesView(APIView):
         return Response(overview())
 
     @extend_schema(
-        request=BundleRequest, responses={201: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}
+        request=BundleRequest,
+        responses={
+            201: OpenApiTypes.OBJECT,
+            202: OpenApiTypes.OBJECT,
+            409: error("not central, nothing new to train on, already training, or no adapter"),
+        },
     )
     def post(self, request: Request) -> Response:
         if settings.FEDERATION != "central":
@@ -104,10 +110,13 @@ def _published(version: int) -> Bundle | None:
     return Bundle.objects.filter(version=version, status="published").first()
 
 
+SIGNED_ONLY = error("neither an admin nor a joined edge's signed request (the reason)")
+
+
 class BundleManifestView(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 403: SIGNED_ONLY})
     def get(self, request: Request, version: int) -> Any:
         refused = _edge_allowed(request)
         if refused is not None:
@@ -121,7 +130,13 @@ class BundleManifestView(APIView):
 class BundleFileView(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (206, "application/octet-stream"): OpenApiTypes.BINARY,
+            403: SIGNED_ONLY,
+        }
+    )
     def get(self, request: Request, version: int, name: str) -> Any:
         refused = _edge_allowed(request)
         if refused is not None:
@@ -152,7 +167,10 @@ class BundleFileView(APIView):
 class BundleRollbackView(APIView):
     permission_classes = [IsAuthenticated, IsStaffOrReadOnly]
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT, 409: error("not an edge, or no earlier bundle")},
+    )
     def post(self, request: Request) -> Response:
         if settings.FEDERATION != "edge":
             return Response({"detail": "only an edge runs bundles (QIG_FEDERATION=edge)"},

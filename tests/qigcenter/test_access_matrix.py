@@ -32,6 +32,7 @@ from rest_framework.authtoken.models import Token, TokenProxy
 
 from constellation.engine import e8
 from constellation.models import Conversation, Interaction, Kernel, ModelConfig
+from federation.flower.models import FlowerRound
 from federation.models import Node
 from learning.models import FineTuneJob, JobMetric, LearningCycle, LearningEvent, LearningSignal
 from uploads.models import KnowledgeChunk, KnowledgeFile
@@ -189,6 +190,27 @@ ACCESS: tuple[Row, ...] = (
     everyone("GET", "/api/v1/federation/join/", 405),
     signed_in("GET",  "/api/v1/federation/anchors/{kernel}/", 200),
     signed_in("POST", "/api/v1/federation/anchors/{kernel}/", 405),
+    # update bundles (this node runs alone: a publication or a rollback is a 409 for staff)
+    signed_in("GET",     "/api/v1/federation/bundles/", 200),
+    staff_only("POST",   "/api/v1/federation/bundles/", 409, {"train": False}),
+    staff_only("DELETE", "/api/v1/federation/bundles/", 405),
+    # a bundle's files: an admin, or a joined edge's signed request (the signature is its
+    # credential); staff get 404 here (no bundle), everyone else 403 (not signed)
+    row("GET", "/api/v1/federation/bundles/{version}/manifest/", 403, 403, 404, 403),
+    everyone("POST", "/api/v1/federation/bundles/{version}/manifest/", 405),
+    row("GET", "/api/v1/federation/bundles/{version}/files/{name}", 403, 403, 404, 403),
+    everyone("POST", "/api/v1/federation/bundles/{version}/files/{name}", 405),
+    staff_only("POST",   "/api/v1/federation/bundle/rollback/", 409),
+    signed_in("GET",     "/api/v1/federation/bundle/rollback/", 405),
+    # Flower rounds (no SuperLink here: a start is a 409 for staff) and SuperNode keys (the
+    # edge's signature is the credential; a node without Flower answers 404 to anyone)
+    signed_in("GET",     "/api/v1/federation/rounds/", 200),
+    staff_only("POST",   "/api/v1/federation/rounds/", 409,
+               {"kernels": [7], "min_edges": 1, "rounds": 1}),
+    signed_in("GET",     "/api/v1/federation/rounds/{pk}/", 200),
+    staff_only("DELETE", "/api/v1/federation/rounds/{pk}/", 405),
+    everyone("POST", "/api/v1/federation/flower/keys/", 404, {}),
+    everyone("GET",  "/api/v1/federation/flower/keys/", 405),
     signed_in("GET",     "/api/v1/nodes/", 200),
     staff_only("POST",   "/api/v1/nodes/", 201, {"name": "edge-2"}),
     staff_only("DELETE", "/api/v1/nodes/", 405),
@@ -389,6 +411,7 @@ class World:
         fixed = {"model_id": MODEL, "app_label": "constellation", "url": "no-such-page/"}
         fixed["digest"] = f"sha256:{'0' * 64}"  # a blob nobody uploaded
         fixed["path"] = "chat"  # a client-side route of the React app
+        fixed["version"], fixed["name"] = "1", "anchors.json"  # a bundle nobody published
         return fixed[name]
 
     def path(self, route: str) -> str:
@@ -443,6 +466,7 @@ def make_world() -> World:
         "cycles": LearningCycle.objects.create(
             trigger="manual", requested_by=dev, status="skipped", finished_at=timezone.now()
         ),
+        "rounds": FlowerRound.objects.create(kernels=[7], status="completed"),
     }
     admin_objects = {
         "auth/group": Group.objects.create(name="readers"),
@@ -622,6 +646,8 @@ def test_it_wants_the_api_key_beyond_loopback_whoever_asks(
 # ---- what the table promises, whatever its values -------------------------------------------
 PUBLIC = (
     *("/healthz", "/readyz", "/", "/{path}", "/admin/login/", "/api/v1/federation/join/"),
+    *("/api/v1/federation/flower/keys/", "/api/v1/federation/bundles/{version}/manifest/"),
+    "/api/v1/federation/bundles/{version}/files/{name}",
     *("/api/v1/auth/csrf/", "/api/v1/auth/login/", "/api/v1/auth/logout/", "/api/v1/auth/token/"),
 )  # anyone may call these (the join: with a join token), and the inference API on loopback
 PRIVATE_TO_OWNER = ("/api/v1/chat/", "/api/v1/conversations/{pk}/", "/api/v1/interactions/{pk}/")

@@ -155,7 +155,7 @@ def test_it_backs_up_a_node_while_it_writes_and_restores_it_as_the_same_node(
     assert all(line.startswith("qig: restore: ") for line in restored.stdout.splitlines())
     assert "qig: restore: verified" in restored.stdout
     assert "qig: restore: database restored (sqlite)" in restored.stdout
-    assert "qig: restore: migrations: 1 applied" in restored.stdout  # federation 0003
+    assert "qig: restore: migrations: 2 applied" in restored.stdout  # federation 0003, 0004
     assert "qig: restore: done" in restored.stdout
 
     # The database: one consistent moment of the writer's (a prefix of its rows, no gap), whole.

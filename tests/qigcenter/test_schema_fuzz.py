@@ -42,6 +42,8 @@ from schemathesis.specs.openapi.checks import (
 
 from constellation.engine import e8
 from constellation.models import Conversation, Interaction, Kernel
+from federation.bundle_models import Bundle
+from federation.flower.models import FlowerRound
 from federation.models import Node
 from learning.models import FineTuneJob, JobMetric, LearningCycle, LearningEvent, LearningSignal
 from uploads.models import KnowledgeChunk, KnowledgeFile
@@ -146,10 +148,15 @@ def world() -> dict[str, Any]:
     cycle = LearningCycle.objects.create(  # finished: `learning/loop/run/` may queue another
         trigger="manual", requested_by=dev, status="skipped", reason="not run: busy"
     )
+    bundle = Bundle.objects.create(version=1, status="published", source="admin", kernels=[7])
+    flower_round = FlowerRound.objects.create(
+        kernels=[7], min_edges=1, rounds=1, status="completed", created_by=staff
+    )
     ids = {
         "conversations": conversation.pk, "interactions": chat.pk, "uploads": upload.pk,
         "jobs": job.pk, "nodes": node.pk, "learning-events": event.pk, "signals": signal.pk,
         "learning/cycles": cycle.pk, "kernels": 7, "federation/anchors": 7,
+        "federation/bundles": bundle.version, "federation/rounds": flower_round.pk,
     }  # fmt: skip
     return {"tokens": tokens, "ids": ids}
 

@@ -283,6 +283,12 @@ def fingerprint() -> tuple[str, ...]:
 LINEAGE = "lineage.json"  # beside a grown trunk: the fingerprint of the trunk it grew from
 
 
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in blocks."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def trunk_fingerprint() -> str | None:
     """The served trunk's identity for update bundles: `sha256:<hex>` of the pretrained trunk's
     weights file. A trunk grown by vocabulary expansion keeps the fingerprint of the one it grew
@@ -296,11 +302,7 @@ def trunk_fingerprint() -> str | None:
             return str(json.loads((version / name).read_text())["fingerprint"])
         except (FileNotFoundError, KeyError, ValueError):
             continue
-    digest = hashlib.sha256()
-    with (version / "trunk.safetensors").open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    found = f"sha256:{digest.hexdigest()}"
+    found = f"sha256:{file_sha256(version / 'trunk.safetensors')}"
     tmp = version / f".fingerprint.{os.getpid()}.tmp"
     tmp.write_text(json.dumps({"fingerprint": found}))
     os.replace(tmp, version / "fingerprint.json")

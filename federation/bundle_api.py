@@ -29,10 +29,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from federation import bundle_edge, bundles, packets
+from federation import bundle_edge, bundles, central, packets
 from federation.bundle_models import Bundle
 from federation.bundle_view import bundle_row, overview
-from federation.models import Node
 from qigcenter.permissions import IsStaffOrReadOnly
 from qigcenter.schema import error
 
@@ -72,10 +71,7 @@ class BundlesView(APIView):
             if ask.validated_data["train"]:
                 row = bundles.train(kernels, "admin")
                 return Response(bundle_row(row), status=status.HTTP_202_ACCEPTED)
-            from constellation import published
-
-            chosen = kernels if kernels is not None else sorted(published.kernel_adapter_dirs())
-            row = bundles.publish_bundle(chosen, "admin")
+            row = bundles.publish_bundle(kernels, "admin")
         except bundles.BundleError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(bundle_row(row), status=status.HTTP_201_CREATED)
@@ -90,19 +86,10 @@ def _edge_allowed(request: Request) -> str | None:
     sig = request.headers.get("X-QIG-Signature", "")
     if not (node_id and stamp and sig):
         return "sign in as an admin, or sign the request as a joined edge"
-    node = Node.objects.filter(uuid=node_id).first() if packets.is_uuid(node_id) else None
-    if node is None or not node.public_key:
-        return "unknown node"
-    if node.revoked_at is not None or not node.enabled:
-        return "revoked node"
     try:
-        ts = float(stamp)
-        body = {"node": node_id, "ts": round(ts, 3), "path": request.path, "sig": sig}
-        packets.verify(body, packets.load_public(node.public_key), "fetch")
-    except (ValueError, packets.Rejected):
-        return "bad signature"
-    if abs(time.time() - ts) > settings.FEDERATION_CLOCK_WINDOW_S:
-        return "stale request"
+        central.check_fetch(node_id, stamp, sig, request.path, time.time())
+    except packets.Rejected as refused:
+        return refused.reason
     return None
 
 

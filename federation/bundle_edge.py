@@ -30,9 +30,10 @@ from constellation import published
 from constellation.engine import checkpoint
 from constellation.engine.trainer import AnchorUpdate
 from constellation.models import Kernel
+from constellation.published import file_sha256
 from federation import keys, packets
 from federation.bundle_models import Bundle, BundleStatus
-from federation.bundles import FORMAT, MANIFEST, bundle_path, bundles_dir, file_sha256
+from federation.bundles import FORMAT, MANIFEST, bundle_path, bundles_dir
 from federation.models import EdgeState
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from constellation import published
 from constellation.models import Kernel
 from federation import keys, packets
 from federation.bundle_models import Bundle, BundleStatus, ReceivedLearning
+from federation.models import Node
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,19 @@ def bundle_path(version: int) -> Path:
     return bundles_dir() / str(int(version))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---- publishing -------------------------------------------------------------------------------
-def publish_bundle(kernels: list[int], source: str, *, bundle: Bundle | None = None) -> Bundle:
-    """Publish the served adapters of `kernels` (those that have one) as the next bundle: written
+def publish_bundle(
+    kernels: list[int] | None, source: str, *, bundle: Bundle | None = None
+) -> Bundle:
+    """Publish the served adapters of `kernels` (those that have one; None: every kernel that
+    has one) as the next bundle: written
     completely beside the others, signed, then renamed into place; the edges hear of it when the
     row commits. `bundle`: the row of a training round that ends in this publication."""
     fingerprint = published.trunk_fingerprint()
     if fingerprint is None:
         raise BundleError("central has no trunk yet: there is nothing a bundle could fit")
+    if kernels is None:
+        kernels = list(published.kernel_adapter_dirs())
     chosen = sorted({int(k) for k in kernels if published.kernel_dir(int(k)).exists()})
     if not chosen:
         raise BundleError(f"none of kernels {sorted(set(kernels))} has a trained adapter")
@@ -127,7 +125,7 @@ def _build(
     (directory / "vocabulary.json").write_text(json.dumps({"words": vocabulary_added()}))
     files = {
         str(path.relative_to(directory)): {
-            "sha256": file_sha256(path),
+            "sha256": published.file_sha256(path),
             "bytes": path.stat().st_size,
         }
         for path in sorted(directory.rglob("*"))
@@ -198,6 +196,22 @@ def announce(row: Bundle) -> None:
     except Exception:
         log.exception("federation: bundle %s could not be announced", row.version)
     _publish_status()
+
+
+def edge_reported(node_id: int, raw: str) -> None:
+    """An edge's `bundle_status` message: the bundle it runs, or the one it refused and why."""
+    try:
+        message = json.loads(raw)
+        version = int(message.get("version") or 0)
+        said = str(message.get("status", ""))[:20]
+        reason = str(message.get("reason") or "")[:250]
+    except (ValueError, TypeError, AttributeError):
+        return
+    refused = message.get("refused_version")
+    text = f"refused bundle {refused}: {reason}" if said == "refused" and refused else ""
+    Node.objects.filter(pk=node_id).update(
+        bundle_version=max(version, 0), bundle_status=(text or said)[:300]
+    )
 
 
 # ---- training on the learnings ------------------------------------------------------------------

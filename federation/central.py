@@ -115,6 +115,22 @@ def authenticate(node_uuid: str) -> Node:
     return node
 
 
+def check_fetch(node_uuid: str, stamp: str, sig: str, path: str, now: float) -> Node:
+    """An edge's signed HTTP request for `path` (a bundle's file): its `X-QIG-Node`,
+    `X-QIG-Time` and `X-QIG-Signature` ("fetch" domain over node, time and path), within the
+    clock window. Rejected: unknown node, revoked node, bad signature, stale request."""
+    node = authenticate(node_uuid)
+    try:
+        ts = float(stamp)
+        body = {"node": node_uuid, "ts": round(ts, 3), "path": path, "sig": sig}
+        packets.verify(body, packets.load_public(node.public_key), "fetch")
+    except ValueError:
+        raise packets.Rejected("bad signature", "the time is not a number") from None
+    if abs(now - ts) > settings.FEDERATION_CLOCK_WINDOW_S:
+        raise packets.Rejected("stale request", f"signed {now - ts:+.1f} s from now")
+    return node
+
+
 def check_hello(message: dict[str, Any], now: float) -> Node:
     """A connection's first message: `{"type": "hello", "node", "ts", "nonce", "sig"}` signed by
     the node's key within the clock window."""

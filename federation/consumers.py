@@ -120,7 +120,7 @@ class FederationConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(bundles.consider_quietly)(reply["kernels"])
             _publish_soon()
         elif kind == "bundle_status":  # the update bundle the edge runs, or one it refused
-            await database_sync_to_async(_bundle_status)(self.node.pk, raw)
+            await database_sync_to_async(bundles.edge_reported)(self.node.pk, raw)
             _publish_soon()
         elif kind == "applied":
             # Kept in memory and written with the batch, once a second at most (and at the
@@ -370,21 +370,6 @@ def _peek_type(raw: str) -> str:
         return "malformed" if message is not None else "packet"  # oversized: receive() says so
     kind = message.get("type", "")
     return kind if isinstance(kind, str) and kind != "malformed" else repr(kind)
-
-
-def _bundle_status(node_id: int, raw: str) -> None:
-    try:
-        message = json.loads(raw)
-        version = int(message.get("version") or 0)
-        said = str(message.get("status", ""))[:20]
-        reason = str(message.get("reason") or "")[:250]
-    except (ValueError, TypeError, AttributeError):
-        return
-    refused = message.get("refused_version")
-    text = f"refused bundle {refused}: {reason}" if said == "refused" and refused else ""
-    Node.objects.filter(pk=node_id).update(
-        bundle_version=max(version, 0), bundle_status=(text or said)[:300]
-    )
 
 
 def _int(raw: str, name: str) -> int | None:

@@ -294,11 +294,11 @@ class Packet:
     body: dict[str, Any]
 
 
-def parse(raw: str | bytes) -> dict[str, Any]:
-    """The JSON object of a message (Rejected: oversized, malformed)."""
+def parse(raw: str | bytes, limit: int = MAX_PACKET_BYTES) -> dict[str, Any]:
+    """The JSON object of a message of at most `limit` bytes (Rejected: oversized, malformed)."""
     size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
-    if size > MAX_PACKET_BYTES:
-        raise Rejected("oversized", f"{size} bytes, the limit is {MAX_PACKET_BYTES}")
+    if size > limit:
+        raise Rejected("oversized", f"{size} bytes, the limit is {limit}")
     try:
         message = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:

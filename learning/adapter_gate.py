@@ -28,7 +28,7 @@ from django.db import transaction
 from constellation import kernels as kernel_states
 from constellation import published
 from constellation.creation import Offer, Verdict
-from constellation.engine import AnchorUpdate
+from constellation.engine import AnchorUpdate, TrunkConfig
 from constellation.models import Kernel
 from constellation.services import ensure_kernels
 from dashboard.services import publish_on_commit
@@ -74,7 +74,7 @@ def judge_offered_adapter(
     jobs = own_jobs(index)
     split = own_split(jobs)
     if not (split.held_out or split.held_in):
-        return _refused(
+        return refused(
             offer,
             Verdict(
                 False,
@@ -102,7 +102,7 @@ def judge_offered_adapter(
     )
     verdict = Verdict(promoted, reason, figures.as_dict())
     if not promoted:
-        return _refused(offer, verdict, serving_name)
+        return refused(offer, verdict, serving_name)
     meta: dict[str, Any] = {
         "heldout": verdict.figures,
         "source": {"via": "/api/create", **offer.source},
@@ -112,6 +112,20 @@ def judge_offered_adapter(
         calibration = promotion.calibrate(anchor, sets.own_basins, sets.general_basins)
         meta["radius"] = calibration.radius
         meta["calibration"] = calibration.as_dict()
+    return publish(offer, verdict, meta, anchor, trunk.cfg, then)
+
+
+def publish(
+    offer: Offer,
+    verdict: Verdict,
+    meta: dict[str, Any],
+    anchor: list[float],
+    trunk: TrunkConfig,
+    then: Callable[[], object] = lambda: None,
+) -> Verdict:
+    """A promoted adapter becomes the kernel's current version (its anchor where it is; `meta`
+    into kernel.json), `then` in the same transaction, the learning log says so."""
+    index = offer.kernel
     update = AnchorUpdate(index, anchor, anchor, 0.0, [0.0] * len(anchor))
     version = None
     try:
@@ -119,22 +133,23 @@ def judge_offered_adapter(
             version = kernel_states.kernel_trained(
                 index,
                 offer.adapter,
-                trunk.cfg,
+                trunk,
                 update,
                 job=None,
                 phi=JobMetric.latest_phi(index),
                 meta=meta,
             )
             then()
-            _log(offer, LearningEventKind.PROMOTED, f"kernel {index} promoted: {reason}", meta)
+            message = f"kernel {index} promoted: {verdict.reason}"
+            _log(offer, LearningEventKind.PROMOTED, message, meta)
     except BaseException:
         if version is not None:  # written, never served: the transaction did not commit
             published.discard_version(published.kernel_dir(index), version)
         raise
-    return Verdict(True, reason, verdict.figures, version.name)
+    return Verdict(True, verdict.reason, verdict.figures, version.name)
 
 
-def _refused(offer: Offer, verdict: Verdict, serving: str = "") -> Verdict:
+def refused(offer: Offer, verdict: Verdict, serving: str = "") -> Verdict:
     keeps = f"; {serving} keeps serving" if serving else ""
     message = f"kernel {offer.kernel} not promoted: {verdict.reason}{keeps}"
     with transaction.atomic():

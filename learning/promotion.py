@@ -123,13 +123,18 @@ def route_texts(own: list[Any], general: list[str]) -> tuple[list[str], list[str
         return _chunk_texts(own), general
     prompts = [str(r["prompt"]) for r in own]
     length = int(np.median([len(p) for p in prompts]))
-    chat = all(p.endswith(CHAT_END) for p in prompts)
+    return prompts, question_forms(general, length, all(p.endswith(CHAT_END) for p in prompts))
+
+
+def question_forms(general: list[str], length: int, chat: bool) -> list[str]:
+    """The general chunks as questions: each cut to `length` characters (at a space) and, when
+    `chat`, framed as a chat prompt (`route_texts`)."""
     questions = []
     for chunk in general:
         cut = chunk[: max(8, length)]
         cut = cut[: cut.rfind(" ")] if " " in cut[8:] else cut
         questions.append(f"user: {cut.strip()}{CHAT_END}" if chat else cut)
-    return prompts, questions
+    return questions
 
 
 @torch.no_grad()
@@ -168,13 +173,15 @@ def serving_adapter(index: int, trunk: Trunk) -> tuple[Adapter | None, str]:
     return adapter.to(trunk.device), name
 
 
-def routed_here(index: int, sets: EvalSets, anchor: Any | None = None) -> list[bool]:
+def routed_here(
+    index: int, sets: EvalSets, anchor: Any | None = None, radius: float | None = None
+) -> list[bool]:
     """Which general chunks the router (`constellation.engine.Router`, the rule serving applies)
     sends to kernel `index`: those within its radius, nearest among the kernels within theirs.
     The other kernels with a published adapter are there as served (`kernel.json`'s anchor and
     radius, as `constellation.inference` loads them). `anchor` None: kernel `index` as served
-    now (no chunk when it has no adapter); else a new version there, with the radius `calibrate`
-    gives it there (the radius it is published with)."""
+    now (no chunk when it has no adapter); else a new version there, with `radius` (None: the one
+    `calibrate` gives it there, the radius it is published with)."""
     if len(sets.general_basins) == 0:
         return []
     served = published.kernel_adapter_dirs()
@@ -189,7 +196,8 @@ def routed_here(index: int, sets: EvalSets, anchor: Any | None = None) -> list[b
         anchors[k] = found if found is not None else e8.anchor(k)
         radii[k] = route_radius(meta)
     if anchor is not None:
-        anchors[index], radii[index] = anchor, radius_at(anchor, sets)
+        anchors[index] = anchor
+        radii[index] = radius if radius is not None else radius_at(anchor, sets)
     router = Router(anchors, radii=radii)
     routes = [router.route(basin) for basin in sets.general_basins]
     return [r.answered_by == "kernel" and r.kernels[0] == index for r in routes]
@@ -380,8 +388,14 @@ def calibrate(anchor: Any, own_basins: np.ndarray, general_basins: np.ndarray) -
     """The kernel's routing radius (docs/training.md): midway between `cover` (the COVER
     quantile of its own chunks' distances) and `unrelated_floor` (the UNRELATED quantile of the
     general chunks') when they are apart; just below `unrelated_floor` when they overlap."""
-    own = np.sort(distances(anchor, own_basins))
-    other = np.sort(distances(anchor, general_basins))
+    return calibrate_distances(distances(anchor, own_basins), distances(anchor, general_basins))
+
+
+def calibrate_distances(own_distances: Any, general_distances: Any) -> Calibration:
+    """`calibrate` from the distances to the anchor (the own ones may be measured elsewhere: a
+    federated round's edges measure their learnings' prompts, docs/flower.md)."""
+    own = np.sort(np.asarray(own_distances, dtype=np.float64).ravel())
+    other = np.sort(np.asarray(general_distances, dtype=np.float64).ravel())
     assert len(own) > 0, "calibrate: no own chunks to cover"
     cover = float(own[math.ceil(COVER * len(own)) - 1])
     if len(other) == 0:

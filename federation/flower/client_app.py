@@ -9,7 +9,8 @@ trains on (`learning.improve`); the window and learning rate are the loop's impr
 hyperparameters, the steps central's QIG_FLOWER_LOCAL_STEPS; the trainer is the engine's, with
 the adapter's A frozen (FFA-LoRA: `federation.flower.ffa`). A kernel the edge does not hold, or
 one it has no learnings for, is answered with 0 examples (the round goes on without it); a trunk
-other than central's is an error reply.
+other than central's is an error reply. With enough learnings, some are held out of training for
+the federated evaluation (`evaluate`, `federation.flower.evaluation`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federation.flower import ffa
+from federation.flower import evaluation, ffa
 from federation.flower.setup import django_setup
 from federation.flower.strategy import LOSS_KEY, WEIGHT_KEY
 
@@ -45,11 +46,38 @@ def train(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
 
-def records_for(kernel: int) -> list[dict[str, str]]:
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Federated evaluation (`federation.flower.evaluation`): the served version and the average
+    measured on this edge's own learnings for the kernel; numbers only in the reply."""
+    django_setup()
+    from django.conf import settings
+
+    from federation import edge
+
+    config = dict(msg.content.config_records["config"])
+    kernel = int(config["kernel"])  # type: ignore[arg-type]
+    arrays = {key: {k: v.numpy() for k, v in msg.content.array_records[key].items()}
+              for key in ("frozen", "before", "after")}  # fmt: skip
+    held = settings.FEDERATION != "edge" or kernel in edge.held()
+    patterns = patterns_for(kernel) if held else []
+    figures = evaluation.measure(
+        arrays["frozen"], arrays["before"], arrays["after"], config, patterns
+    )
+    return Message(evaluation.reply_content(figures), reply_to=msg)
+
+
+def patterns_for(kernel: int) -> list[Any]:
     from federation.patterns import high_value_patterns
 
-    return [{"prompt": p.prompt, "completion": p.completion}
-            for p in high_value_patterns(kernels=[kernel])]  # fmt: skip
+    return high_value_patterns(kernels=[kernel])
+
+
+def records_for(kernel: int) -> list[dict[str, str]]:
+    """What the edge trains on for the kernel: its learnings less those it holds out for the
+    federated evaluation (`evaluation.split_records`)."""
+    training, _, _ = evaluation.split_records(patterns_for(kernel))
+    return evaluation.records(training)
 
 
 def train_b(

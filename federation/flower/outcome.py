@@ -1,10 +1,11 @@
-"""What an averaged adapter becomes (docs/flower.md, "The result"): it is offered to the kernel
-and held to the promotion gate a brought adapter passes (`learning.adapter_gate`: it is served
-only if the kernel's own held-out loss improves and the general held-out loss does not worsen
-beyond QIG_PROMOTION_TOLERANCE); a promoted one is published as the kernel's new served version
-(`constellation.kernels.kernel_trained`, inside the gate). The promoted kernels then go out as
-one update bundle (`federation.bundles.publish_bundle`). The round's `result` records each
-kernel's verdict and the bundle (its version, or why there is none).
+"""What an averaged adapter becomes (docs/flower.md, "The result"): it is held to the promotion
+gate with the figures the edges measured on their own learnings (`learning.federated_gate`: it is
+served only if their loss falls, the general held-out loss as served does not worsen beyond
+QIG_PROMOTION_TOLERANCE, nor the held-out text of central's own jobs on the kernel); a promoted
+one is published as the kernel's new served version (`constellation.kernels.kernel_trained`).
+The promoted kernels then go out as one update bundle (`federation.bundles.publish_bundle`).
+The round's `result` records each kernel's verdict and the bundle (its version, or why there is
+none).
 """
 
 from __future__ import annotations
@@ -37,17 +38,16 @@ def adapter_digest(adapter: Adapter) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def judge(round_id: int, kernel: int, adapter: Adapter, trunk: Trunk) -> dict[str, Any]:
-    """The promotion gate's verdict on the averaged adapter (published when promoted)."""
+def judge(round_id: int, kernel: int, adapter: Adapter, trunk: Trunk, edges: Any) -> dict[str, Any]:
+    """The promotion gate's verdict on the averaged adapter, with the edges' own figures
+    (`learning.federated_gate`; published when promoted)."""
     from constellation.creation import Offer
-    from learning.adapter_gate import judge_offered_adapter
+    from learning.federated_gate import judge_federated
 
     digest = adapter_digest(adapter)
     source = {"file": f"flower-round-{round_id}-kernel-{kernel}.safetensors", "digest": digest,
               "model": f"flower round {round_id}", "via": "flower"}  # fmt: skip
-    verdict = judge_offered_adapter(
-        None, offer=Offer(kernel, adapter, trunk.cfg, source), then=lambda: None
-    )
+    verdict = judge_federated(Offer(kernel, adapter, trunk.cfg, source), edges)
     return {"promoted": verdict.promoted, "reason": verdict.reason, "figures": verdict.figures,
             "version": verdict.version, "digest": digest}  # fmt: skip
 
@@ -70,8 +70,8 @@ def finish(round_id: int, averaged: dict[int, Any], trunk: Trunk) -> None:
 
     result: dict[str, Any] = {"kernels": {}}
     for kernel, adapter in averaged.items():
-        if isinstance(adapter, Adapter):
-            verdict = judge(round_id, kernel, adapter, trunk)
+        if isinstance(adapter, tuple):  # (the average, the edges' evaluation of it)
+            verdict = judge(round_id, kernel, adapter[0], trunk, adapter[1])
         else:
             verdict = dict(adapter)
         result["kernels"][str(kernel)] = verdict

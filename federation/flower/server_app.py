@@ -7,8 +7,9 @@ adapter is central's served version of the kernel (else a fresh one from the ker
 seed); its A is frozen and shared, its B is what the edges train and Flower's FedAvg averages,
 `rounds` times (`federation.flower.strategy`). Every round's figures go into the row's
 `history`, and its updates under `<data dir>/federation/flower/rounds/<id>/kernel-<k>/`: the
-start (A and B), each edge's B, and the average. The final adapter (A, mean B) then goes
-through the promotion gate (`federation.flower.outcome`).
+start (A and B), each edge's B, and the average. The final adapter (A, mean B) is measured by
+the edges on their own learnings (`federation.flower.evaluation`) and goes through the promotion
+gate with their figures (`federation.flower.outcome`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,32 @@ def prune_round_dirs(keep: int = KEEP_ROUND_DIRS) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def evaluate(
+    grid: Grid,
+    contributors: dict[int, str],
+    kernel: int,
+    config: ConfigRecord,
+    arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]],
+) -> Any:
+    """The federated evaluation of the average (`federation.flower.evaluation`): (A, the start's
+    B, the mean B) measured by the edges whose update the last Flower round used, those still
+    connected and on the allow-list, on their own learnings."""
+    from django.conf import settings
+
+    from constellation.models import Kernel
+    from federation.flower import enrol, evaluation
+
+    names = enrol.allowed_nodes()
+    online = set(grid.get_node_ids())
+    nodes = {n: e for n, e in contributors.items() if n in names and n in online}
+    anchor = [float(v) for v in Kernel.objects.get(index=kernel).anchor]
+    asked = ConfigRecord({**dict(config), "anchor": anchor})
+    a, start_b, mean_b = (to_record(x) for x in arrays)
+    return evaluation.ask_edges(
+        grid, nodes, a, start_b, mean_b, asked, settings.FLOWER_ROUND_TIMEOUT_S
+    )
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     django_setup()
@@ -109,14 +136,19 @@ def run_round(grid: Grid, round_id: int, run_id: str) -> None:
             "trunk": fingerprint, "seed": int(round_id) * 1000 + int(kernel),
         })  # fmt: skip
 
+        contributors: dict[int, str] = {}
+
         def on_round(
             replies: RoundReplies,
             arrays: ArrayRecord | None,
             metrics: MetricRecord | None,
             kernel: int = kernel,
             folder: Path = folder,
+            contributors: dict[int, str] = contributors,
         ) -> None:
             here = folder / f"round-{replies.server_round}"
+            contributors.clear()  # (the last Flower round's: they evaluate the average)
+            contributors.update({m.metadata.src_node_id: e for e, m in replies.used})
             for edge, reply in replies.used:
                 save_arrays(
                     here / f"{edge}.safetensors", from_record(reply.content.array_records["arrays"])
@@ -153,7 +185,8 @@ def run_round(grid: Grid, round_id: int, run_id: str) -> None:
             continue
         mean_b = from_record(result.arrays)
         adapter = ffa.assemble(trunk.cfg, lora, a, mean_b)
-        averaged[kernel] = adapter
+        edges = evaluate(grid, contributors, kernel, config, (a, b, mean_b))
+        averaged[kernel] = (adapter, edges)
     rounds.gating(round_id)
     outcome.finish(round_id, averaged, trunk)
     prune_round_dirs()

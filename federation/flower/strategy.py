@@ -54,7 +54,7 @@ class ExactFedAvg(FedAvg):
     ) -> None:
         super().__init__(
             fraction_train=fraction,
-            fraction_evaluate=0.0,  # (no federated evaluation: the promotion gate measures)
+            fraction_evaluate=0.0,  # (the final average only: `evaluation.ask_edges`)
             min_train_nodes=min_edges,
             min_available_nodes=min_edges,
             weighted_by_key=WEIGHT_KEY,

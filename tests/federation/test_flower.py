@@ -273,3 +273,45 @@ async def test_a_round_is_exact_and_survives_an_edge_killed_mid_round(fleet: Tin
     verdict = done["result"]["kernels"][str(KERNEL)]
     assert verdict["digest"].startswith("sha256:") and verdict["reason"]
     assert "published" in done["result"]["bundle"]
+
+
+@pytest.mark.live
+def test_a_promoted_average_is_served_and_published_as_an_update_bundle(fleet: TinyFleet) -> None:
+    """Both edges in one Flower round; they measure the average on their own learnings
+    (federated evaluation), central's gate promotes it with their figures, serves it as the
+    kernel's new version and publishes it as an update bundle whose adapter is the average."""
+    from constellation.engine.checkpoint import load_adapter
+
+    for edge in ("edge-a", "edge-b"):  # (the test before killed edge-b)
+        if fleet.nodes[edge].poll() is not None:
+            fleet.start_node(edge)
+            fleet.wait_node(edge)
+    row = fleet.start_round([KERNEL], min_edges=2, rounds=1)
+    done = fleet.wait_round(row["id"])
+    assert done["status"] == "completed", done["error"]
+    verdict = done["result"]["kernels"][str(KERNEL)]
+    assert verdict["promoted"], verdict["reason"]
+    edges = verdict["figures"]["edges"]
+    measured = {e["edge"]: e["examples"] for e in edges["edges"]}
+    assert measured == {"edge-a": 2, "edge-b": 1} and edges["examples"] == 3
+    assert verdict["figures"]["own_after"] < verdict["figures"]["own_before"]
+    assert "measured on 3 learning(s) of 2 edge(s)" in verdict["reason"]
+
+    # the bundle: published with the kernel, its adapter is the round's average
+    bundle = done["result"]["bundle"]
+    assert bundle["published"] and bundle["kernels"] == [KERNEL], bundle
+    folder = fleet.root / "central" / "federation" / "bundles" / str(bundle["version"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["version"] == bundle["version"]
+    sent, _ = load_adapter(folder / "kernels" / str(KERNEL))
+    a, b = ffa.split(sent)
+    kept = fleet.round_dir(row["id"]) / f"kernel-{KERNEL}"
+    start = load_file(str(kept / "start.safetensors"))
+    assert ffa.max_abs_difference(a, {k[2:]: v for k, v in start.items() if k[:2] == "a."}) == 0
+    assert ffa.max_abs_difference(b, load_file(str(kept / "round-1" / "average.safetensors"))) == 0
+
+    # central serves it: its kernel's version says where it came from
+    served = fleet.root / "central" / "models" / "kernels" / str(KERNEL)
+    meta = json.loads((served.resolve() / "kernel.json").read_text())
+    assert meta["source"]["via"] == "flower" and meta["source"]["digest"] == verdict["digest"]
+    assert served.resolve().name == verdict["version"]

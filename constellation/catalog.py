@@ -28,6 +28,9 @@ MAX_BASE_DEPTH = 8
 # letters, digits, `_`, `.`, `-` (so no `..`, no leading `/`), at most 80 characters a part.
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
 MODEL_NAME = re.compile(rf"^(?:{_PART}/){{0,2}}{_PART}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,79}})?$")
+# `/api/create`'s quantize levels (Ollama's names) → the engine's (`Trunk.quantized`): q8_0 is
+# per-channel int8 trunk weights with full-precision LoRA (docs/engine.md, "Int8 weights")
+QUANTIZE_LEVELS = {"q8_0": "int8"}
 
 
 def full_name(name: str) -> str:
@@ -49,6 +52,26 @@ class ModelSpec:
     template: str = ""
     messages: list[dict[str, str]] = field(default_factory=list)
     config: ModelConfig | None = None
+    quantization: str = ""  # a QUANTIZE_LEVELS key; "": the trunk as loaded
+
+    @property
+    def engine_quantization(self) -> str | None:
+        """What the engine serves it with (`Constellation.trunk_for`): None or "int8"."""
+        return QUANTIZE_LEVELS[self.quantization] if self.quantization else None
+
+
+def quantize_level(raw: Any) -> str:
+    """`/api/create`'s quantize, checked: a QUANTIZE_LEVELS key ("" for none)."""
+    if raw is None or raw == "":
+        return ""
+    level = raw.strip().lower() if isinstance(raw, str) else raw
+    if level not in QUANTIZE_LEVELS:
+        raise BadRequest(
+            f"invalid value for field 'quantize': {str(raw)[:40]!r}: accepted values: "
+            f"{', '.join(QUANTIZE_LEVELS)} (int8 trunk weights; the LoRA adapters stay full "
+            "precision)"
+        )
+    return str(level)
 
 
 def builtin(name: str) -> ModelSpec | None:
@@ -89,6 +112,7 @@ def resolve(raw_name: Any) -> ModelSpec:
         spec.messages = cfg.messages or spec.messages
         if cfg.adapter_kernel is not None:
             spec.kernel = cfg.adapter_kernel
+        spec.quantization = cfg.quantization or spec.quantization  # a quantised base's too
     size = spec.parameters.get("constellation_size")
     if size:  # routing uses it unless an ADAPTER pins a kernel
         spec.preset = size
@@ -107,7 +131,7 @@ async def aresolve(raw_name: Any) -> ModelSpec:
 
 
 # ---- listing -----------------------------------------------------------------------------------
-def details(files: ModelFiles | None, parent: str = "") -> dict[str, Any]:
+def details(files: ModelFiles | None, parent: str = "", quantization: str = "") -> dict[str, Any]:
     params = files.parameters if files else 0
     size = f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.0f}K"
     return {
@@ -116,20 +140,35 @@ def details(files: ModelFiles | None, parent: str = "") -> dict[str, Any]:
         "family": FAMILY,
         "families": [FAMILY],
         "parameter_size": size,
-        "quantization_level": files.dtype if files else "F32",
+        "quantization_level": quantization.upper() or served_level(),
     }
+
+
+def served_level() -> str:
+    """The dtype an unquantised model is served in (`inference`'s load: bf16 on a GPU and on a
+    CPU with native bf16, fp32 elsewhere), whatever the trunk is stored in."""
+    from constellation.engine import default_inference_dtype, dtype_level
+
+    return dtype_level(default_inference_dtype())
 
 
 def iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat()
 
 
-def model_names() -> list[tuple[str, str]]:
-    """(name, parent) of every model this node serves."""
-    names = [(f"{CONSTELLATION}:{tag}", "") for tag in PRESET_TAGS]
+def model_names() -> list[tuple[str, str, str]]:
+    """(name, parent, quantization) of every model this node serves: a config's quantization is
+    its own or, when it has none, its nearest base's (as `resolve` finds it)."""
+    names = [(f"{CONSTELLATION}:{tag}", "", "") for tag in PRESET_TAGS]
     kernels = set(kernel_adapter_dirs()) | set(e8.preset_kernels("minimal"))
-    names += [(kernel_model_name(k), "") for k in sorted(kernels)]
-    names += [(c.name, full_name(c.base)) for c in ModelConfig.objects.all()]
+    names += [(kernel_model_name(k), "", "") for k in sorted(kernels)]
+    configs = {c.name: c for c in ModelConfig.objects.all()}
+    for config in configs.values():
+        level, current, depth = config.quantization, configs.get(full_name(config.base)), 0
+        while not level and current is not None and depth <= MAX_BASE_DEPTH:
+            level, current = current.quantization, configs.get(full_name(current.base))
+            depth += 1
+        names.append((config.name, full_name(config.base), level))
     return names
 
 
@@ -147,7 +186,7 @@ def tags() -> list[dict[str, Any]]:
     if files is None:
         return []
     entries = []
-    for name, parent in model_names():
+    for name, parent, quantization in model_names():
         entries.append(
             {
                 "name": name,
@@ -155,7 +194,7 @@ def tags() -> list[dict[str, Any]]:
                 "modified_at": iso(files.modified),
                 "size": files.size,
                 "digest": digest_of(name, files),
-                "details": details(files, parent),
+                "details": details(files, parent, quantization),
                 "capabilities": CAPABILITIES,
             }
         )
@@ -185,7 +224,9 @@ def show(spec: ModelSpec) -> dict[str, Any]:
         "template": spec.template or "{{ .System }}\n\n{{ .Prompt }}",
         "system": spec.system,
         "license": spec.config.license if spec.config else "",
-        "details": details(files, full_name(spec.config.base) if spec.config else ""),
+        "details": details(
+            files, full_name(spec.config.base) if spec.config else "", spec.quantization
+        ),
         "model_info": {
             "general.architecture": FAMILY,
             "general.parameter_count": files.parameters,
@@ -208,6 +249,7 @@ CONFIG_FIELDS = (
     "adapter_kernel",
     "license",
     "messages",
+    "quantization",
     "modelfile",
 )
 
@@ -305,6 +347,7 @@ def save(name: str, mf: modelfile.Modelfile) -> ModelConfig:
             "adapter_kernel": mf.adapter_kernel,
             "license": mf.license,
             "messages": mf.messages,
+            "quantization": mf.quantization,
             "modelfile": modelfile.render(mf),
         },
     )

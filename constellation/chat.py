@@ -31,8 +31,8 @@ from rest_framework.request import Request as DrfRequest
 from constellation import catalog, prompts, serving
 from constellation.engine import e8
 from constellation.errors import BadRequest, ContextTooLong, InferenceError, Unavailable
-from constellation.inference import parse_keep_alive
 from constellation.interactions import Asked, Client
+from constellation.keep_alive import parse_keep_alive
 from constellation.models import Conversation, Interaction
 from constellation.protocol import client_of, json_object
 from constellation.published import bootstrap_progress, has_model

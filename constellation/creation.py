@@ -90,8 +90,7 @@ def plan(body: dict[str, Any]) -> Creation:
             "files: this node does not import model weights (its trunk is trained here); "
             "name a model it serves in from, and bring a LoRA in adapters"
         )
-    if body.get("quantize"):
-        raise BadRequest("quantize is not supported: a model here keeps its trunk's dtype")
+    mf.quantization = catalog.quantize_level(body.get("quantize"))
     if not body.get("adapters"):
         return Creation(name, mf)
     offer = read_offer(name, mf, body["adapters"])

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,15 +47,13 @@ from constellation.engine import (
 )
 from constellation.engine.grammar import Constraint, GrammarError, Grammars
 from constellation.errors import BadRequest, Busy, ContextTooLong, Unavailable
+from constellation.keep_alive import DEFAULT_KEEP_ALIVE_S, expiry
 from constellation.published import bootstrap_progress, fingerprint, has_model
 from constellation.streaming import Generation
 from qigcenter.dbthreads import usable_connections
 from qigcenter.env import env_int
 
 log = logging.getLogger(__name__)
-
-DEFAULT_KEEP_ALIVE_S = 300.0
-FOREVER = None  # an expiry of None: never unloaded
 
 
 def max_batch() -> int:
@@ -165,6 +162,33 @@ class Loaded:
     expires_at: float | None = DEFAULT_KEEP_ALIVE_S  # set properly on load
     tickets: set[Ticket] = field(default_factory=set)
     _grammars: Grammars | None = None
+    # schedulers over the int8 twin of the trunk (`/api/create`'s quantize), made on first use
+    quantized: dict[str, Scheduler] = field(default_factory=dict)
+    _variant_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def scheduler_for(self, quantize: str | None) -> Scheduler:
+        """The scheduler that serves a model of this quantization (engine name; None: the
+        trunk as loaded). An int8 one shares the trunk's weights and kernel adapters and runs in
+        its own thread beside the first (`Constellation.trunk_for`)."""
+        if quantize is None:
+            return self.scheduler
+        with self._variant_lock:
+            if quantize not in self.quantized:
+                try:  # e.g. a trunk on a GPU: the int8 kernel is CPU-only
+                    self.constellation.trunk_for(quantize)
+                except ValueError as exc:
+                    raise BadRequest(f"this node cannot serve quantized models: {exc}") from None
+                sched = self.constellation.scheduler(
+                    self.scheduler.max_batch, self.scheduler.threads, quantize
+                )
+                sched.start()
+                self.quantized[quantize] = sched
+            return self.quantized[quantize]
+
+    def stop(self) -> None:
+        """Stop every scheduler of this model."""
+        for sched in [self.scheduler, *self.quantized.values()]:
+            sched.stop()
 
     def constraint(self, schema: dict[str, Any] | str) -> Constraint:
         """A request's grammar for a JSON `schema`, or a lark grammar (a text: `tools`); the
@@ -196,39 +220,6 @@ class Loaded:
     def size_bytes(self) -> int:
         trunk = self.constellation.trunk
         return int(sum(p.numel() * p.element_size() for p in trunk.parameters()))
-
-
-def parse_keep_alive(value: Any) -> float | None:
-    """Seconds to stay loaded after a request (None = forever). Number = seconds, string =
-    duration ("5m", "1h30m", "10s", "-1"), negative = forever; missing = 5 minutes."""
-    if value is None:
-        return DEFAULT_KEEP_ALIVE_S
-    if isinstance(value, bool):
-        raise BadRequest("keep_alive: expected a number or a duration string")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        seconds = _duration(value)
-    else:
-        raise BadRequest("keep_alive: expected a number or a duration string")
-    return None if seconds < 0 else seconds
-
-
-def _duration(text: str) -> float:
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    parts = re.findall(r"(-?\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text.replace("+", ""):
-        raise BadRequest(f"keep_alive: invalid duration {text!r}")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def expiry(keep_alive: float | None) -> float | None:
-    return None if keep_alive is None else time.time() + keep_alive
 
 
 class InferenceService:
@@ -280,8 +271,8 @@ class InferenceService:
         from .models import Kernel
 
         coordizer = published.load_coordizer()
-        dtype = default_inference_dtype("cpu") if not torch.cuda.is_available() else torch.bfloat16
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = default_inference_dtype(device)  # (`catalog.served_level` says it)
         trunk = published.load_trunk(dtype=dtype, device=device)
         adapters = published.kernel_adapter_dirs()
         metas = {index: read_meta(index) for index in adapters}
@@ -314,8 +305,9 @@ class InferenceService:
             return False
         for ticket in list(old.tickets):
             ticket.cancel()
-        old.scheduler.stop()
-        old.scheduler.step()  # finishes the cancelled tickets: their streams end with an error
+        old.stop()
+        for sched in [old.scheduler, *old.quantized.values()]:
+            sched.step()  # finishes the cancelled tickets: their streams end with an error
         return True
 
     def _start_reaper(self) -> None:
@@ -340,7 +332,7 @@ class InferenceService:
                         self._loaded = None
                     else:
                         continue
-                loaded.scheduler.stop()
+                loaded.stop()
 
     async def load(self, keep_alive: float | None) -> str:
         """An empty request: load (or, with keep_alive 0, unload). Returns the done_reason."""
@@ -363,11 +355,13 @@ class InferenceService:
         context: list[int] | None = None,
         truncate: bool = False,
         schema: dict[str, Any] | str | None = None,
+        quantize: str | None = None,
     ) -> Generation:
         """Admit one request; errors (no model, too long, busy) are raised before any output.
         A prompt that does not fit the context window is `ContextTooLong`, or with `truncate`
         (Ollama's default) loses its oldest tokens: its end is kept, with room to answer. With
-        `schema`, the reply is decoded under that JSON schema's grammar (400 if it cannot be)."""
+        `schema`, the reply is decoded under that JSON schema's grammar (400 if it cannot be).
+        `quantize` ("int8"): a model created with `quantize` is answered by the int8 trunk."""
         started = time.perf_counter()
         loaded, load_ns = await self._aensure_loaded(keep_alive)
         ids = list(context or []) + loaded.coordizer.encode(prompt)
@@ -390,7 +384,10 @@ class InferenceService:
             raise Busy()
         # A budget that fits the context: the scheduler stops a row when its cache is full.
         grammar = None if schema is None else await asyncio.to_thread(loaded.constraint, schema)
-        ticket = loaded.scheduler.submit(Request(ids, [(kernel, 1.0)], options, grammar))
+        scheduler = loaded.quantized.get(quantize) if quantize else loaded.scheduler
+        if scheduler is None:  # the first request for a quantised model quantises the trunk
+            scheduler = await asyncio.to_thread(loaded.scheduler_for, quantize)
+        ticket = scheduler.submit(Request(ids, [(kernel, 1.0)], options, grammar))
         loaded.tickets.add(ticket)
         return Generation(
             self, loaded, ticket, options, len(ids), started, load_ns, keep_alive, route
@@ -430,7 +427,7 @@ def _retire(old: Loaded) -> None:
     def wait_then_stop() -> None:
         while old.tickets:
             time.sleep(0.1)
-        old.scheduler.stop()
+        old.stop()
 
     threading.Thread(target=wait_then_stop, name="inference-retire", daemon=True).start()
 

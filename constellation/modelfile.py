@@ -47,6 +47,7 @@ class Modelfile:
     adapter_kernel: int | None = None
     license: str = ""
     messages: list[dict[str, str]] = field(default_factory=list)
+    quantization: str = ""  # `/api/create`'s quantize (not a Modelfile instruction), e.g. q8_0
 
 
 def _value(kind: type, name: str, raw: str) -> Any:

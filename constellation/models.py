@@ -60,6 +60,11 @@ class ModelConfig(models.Model):
     )
     license = models.TextField(blank=True)
     messages = models.JSONField(default=list, blank=True)
+    quantization = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="/api/create's quantize (q8_0: int8 trunk weights); empty: the trunk's dtype",
+    )
     modelfile = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)

@@ -25,8 +25,9 @@ from django.views.decorators.csrf import csrf_exempt
 import qigcenter
 from constellation import catalog, creation, prompts, serving, tools
 from constellation.errors import BadRequest, InferenceError, ModelNotFound
-from constellation.inference import parse_keep_alive, service
+from constellation.inference import service
 from constellation.interactions import Asked
+from constellation.keep_alive import parse_keep_alive
 from constellation.protocol import client_of, cut_dimensions, embedding_input, read_json
 from constellation.published import model_files
 from qigcenter.access import ollama_access

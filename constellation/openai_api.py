@@ -25,8 +25,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from constellation import catalog, prompts, serving, tools
 from constellation.errors import BadRequest, ContextTooLong, InferenceError, ModelNotFound
-from constellation.inference import DEFAULT_KEEP_ALIVE_S, service
+from constellation.inference import service
 from constellation.interactions import Asked
+from constellation.keep_alive import DEFAULT_KEEP_ALIVE_S
 from constellation.protocol import client_of, cut_dimensions, embedding_input, read_json
 from constellation.published import model_files
 from constellation.streaming import Piece

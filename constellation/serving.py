@@ -49,6 +49,7 @@ async def answer(
             context,
             truncate,
             sampling.schema,
+            spec.engine_quantization,
         )
     except BaseException:
         activity.end()

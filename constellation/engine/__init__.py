@@ -11,6 +11,7 @@ One module per concept:
     lora         kernel adapters, the LoRA bank and the batched per-row LoRA route
     kv_cache     the preallocated KV cache and the ragged caches of continuous batching
     packing      oneDNN-prepacked weights for fast CPU decoding
+    quant        int8 weight-only copies of the trunk's matrices (`Trunk.quantized`)
     sampling     Ollama's sampling options
     generation   batched multi-kernel decoding, the streaming reply iterator, stop strings
     scheduler    continuous batching: requests join and leave the decode batch between steps
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from .coordizer import Coordizer, CoordizerConfig
     from .corpus import CorpusConfig, build_corpus
     from .data import TokenStream, read_jsonl
-    from .device import default_device, default_inference_dtype
+    from .device import default_device, default_inference_dtype, dtype_level
     from .generation import DecodeStats, Request, StreamChunk, generate, stream_reply
     from .geometry import (
         as_basin,
@@ -112,7 +113,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "coordizer": ("Coordizer", "CoordizerConfig"),
     "corpus": ("CorpusConfig", "build_corpus"),
     "data": ("TokenStream", "read_jsonl"),
-    "device": ("default_device", "default_inference_dtype"),
+    "device": ("default_device", "default_inference_dtype", "dtype_level"),
     "generation": ("DecodeStats", "Request", "StreamChunk", "generate", "stream_reply"),
     "geometry": (
         "as_basin",

@@ -53,6 +53,7 @@ class Constellation:
         self.radii: dict[int, float] = {}  # the trained kernels' routing radii
         self.router_config = router_config or RouterConfig()
         self._router: Router | None = None
+        self._quantized: dict[str, Trunk] = {}  # `trunk_for`: int8 twins of the trunk
 
     # ---- kernels ---------------------------------------------------------------------------
     @property
@@ -131,12 +132,24 @@ class Constellation:
             self.trunk, self.coordizer.decode, ids, opts, mixture, self.bank, self.coordizer.eot_id
         )
 
-    def scheduler(self, max_batch: int = 8, threads: int = 0) -> Scheduler:
-        """A continuous-batching scheduler over this trunk and bank (call `.start()`); submit
-        `Request(self.coordizer.encode(text), [(kernel, 1.0)], options)` and iterate the ticket.
-        `threads`: its decode steps' intra-op threads (0: PyTorch's setting)."""
+    def trunk_for(self, quantize: str | None) -> Trunk:
+        """The trunk to serve with: this one, or (`"int8"`) its int8 twin (`Trunk.quantized`,
+        made on first use; it shares the weights, and the bank's adapters serve it unchanged)."""
+        if quantize is None:
+            return self.trunk
+        if quantize not in self._quantized:
+            self._quantized[quantize] = self.trunk.quantized(quantize)
+        return self._quantized[quantize]
+
+    def scheduler(
+        self, max_batch: int = 8, threads: int = 0, quantize: str | None = None
+    ) -> Scheduler:
+        """A continuous-batching scheduler over this trunk (or its `quantize`d twin) and bank
+        (call `.start()`); submit `Request(self.coordizer.encode(text), [(kernel, 1.0)],
+        options)` and iterate the ticket. `threads`: its decode steps' intra-op threads (0:
+        PyTorch's setting)."""
         return Scheduler(
-            self.trunk,
+            self.trunk_for(quantize),
             self.bank,
             self.coordizer.eot_id,
             max_batch,

@@ -23,6 +23,13 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def dtype_level(dtype: torch.dtype) -> str:
+    """A dtype as Ollama's `quantization_level` and safetensors name it (F32, BF16, F16)."""
+    return {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}.get(
+        dtype, str(dtype).removeprefix("torch.").upper()
+    )
+
+
 def default_inference_dtype(device: torch.device | str | None = None) -> torch.dtype:
     """bf16 on a GPU and on CPUs with native bf16; fp32 elsewhere."""
     dev = torch.device(device) if device is not None else default_device()

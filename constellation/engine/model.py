@@ -3,11 +3,13 @@
 RMSNorm, RoPE, SwiGLU, SDPA attention, tied embeddings, a preallocated KV cache (`kv_cache.py`).
 Each linear projection can carry a per-row LoRA delta (`lora.py`): one batched forward serves
 rows that use different kernels. `Trunk.optimize_for_inference` prepacks the weights for fast CPU
-decoding (`packing.py`).
+decoding (`packing.py`), or gives them int8 copies (`quant.py`); `Trunk.quantized` is a second
+trunk with int8 weights that shares every parameter with the first.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,11 +21,14 @@ from torch import Tensor, nn
 from .config import TrunkConfig
 from .kv_cache import KVCache, SlotCaches, cache_dtype
 from .lora import Adapter, LoRABank, LoRARoute, lora_shapes
-from .packing import PackedWeight, linear, mkldnn_packing_available
+from .packing import InferenceWeight, PackedWeight, linear, mkldnn_packing_available
+from .quant import QUANTIZATIONS, Int8Weight, int8_kernel_available
 
 __all__ = [
     "Adapter",
     "Block",
+    "InferenceWeight",
+    "Int8Weight",
     "KVCache",
     "LoRABank",
     "LoRARoute",
@@ -80,7 +85,7 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.hidden, cfg.norm_eps)
         self.gate_up = nn.Linear(cfg.hidden, 2 * cfg.mlp_hidden, bias=False)
         self.down = nn.Linear(cfg.mlp_hidden, cfg.hidden, bias=False)
-        self.packed: dict[str, PackedWeight] = {}  # filled by Trunk.optimize_for_inference
+        self.packed: dict[str, InferenceWeight] = {}  # filled by Trunk.optimize_for_inference
 
     def _proj(self, lin: nn.Linear, x: Tensor, route: LoRARoute | None, target: str) -> Tensor:
         y = linear(x, lin.weight, self.packed.get(target))
@@ -158,7 +163,8 @@ class Trunk(nn.Module):
         cos, sin = rope_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.packed_head: PackedWeight | None = None  # see optimize_for_inference
+        self.packed_head: InferenceWeight | None = None  # see optimize_for_inference
+        self.quantization: str | None = None  # "int8" once optimize_for_inference quantised it
         self.reset_parameters()
 
     def reset_parameters(self, seed: int | None = None) -> None:
@@ -184,8 +190,11 @@ class Trunk(nn.Module):
     def device(self) -> torch.device:
         return self.embed.weight.device
 
-    def optimize_for_inference(self, batch_hint: int = 1) -> Trunk:
-        """Prepare the weights for fast CPU decoding; values, shapes and training are unchanged.
+    def optimize_for_inference(self, batch_hint: int = 1, quantize: str | None = None) -> Trunk:
+        """Prepare the weights for fast CPU decoding; shapes and training are unchanged, and so
+        are the values unless `quantize="int8"`: then every projection and the tied head are
+        multiplied through a per-channel int8 copy instead (`quant.py`; CPU only; fp32 or bf16
+        trunks), under the same no_grad/version rule as the prepacked copies below.
 
         With oneDNN available (bf16/fp32), every projection and the tied output head get a
         prepacked copy used only under no_grad/inference_mode and only while the parameter's
@@ -195,6 +204,8 @@ class Trunk(nn.Module):
         column-major instead (`F.linear` then streams a contiguous (in, out) matrix, 15–45%
         faster at decode batch sizes). fp16 and GPUs are left as they are. Returns self.
         """
+        if quantize is not None:
+            return self._quantize(quantize)
         if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
             return self
         if mkldnn_packing_available():
@@ -211,6 +222,36 @@ class Trunk(nn.Module):
                 if p.dim() == 2 and p.is_contiguous():
                     p.data = p.data.t().contiguous().t()
         return self
+
+    def _quantize(self, kind: str) -> Trunk:
+        if kind not in QUANTIZATIONS:
+            raise ValueError(f"quantize: expected one of {', '.join(QUANTIZATIONS)}, got {kind!r}")
+        if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(
+                f"quantize: int8 weights need a CPU fp32/bf16 trunk, not {self.dtype} on "
+                f"{self.device.type}"
+            )
+        if not int8_kernel_available():
+            raise ValueError("quantize: this PyTorch has no int8 weight-only kernel")
+        for block in self.blocks:
+            assert isinstance(block, Block)
+            block.packed = {
+                t: Int8Weight.quantize(getattr(block, t).weight)
+                for t in ("qkv", "o", "gate_up", "down")
+            }
+        self.packed_head = Int8Weight.quantize(self.embed.weight)
+        self.quantization = kind
+        return self
+
+    def quantized(self, kind: str = "int8") -> Trunk:
+        """A second trunk for serving whose projections and head go through int8 copies; every
+        parameter and buffer is shared with this one (no full-precision copy is made), so LoRA
+        banks, caches and adapters made for this trunk serve it too. For inference only: its
+        int8 copies are not updated when the shared weights change (it falls back to them)."""
+        twin = copy.copy(self)  # shares the parameter, buffer and module dicts …
+        twin._modules = dict(self._modules)  # … except the modules: new blocks below
+        twin._modules["blocks"] = nn.ModuleList(copy.copy(b) for b in self.blocks)
+        return twin._quantize(kind)
 
     def grow_vocab(self, new_size: int, parts: Mapping[int, Sequence[int]]) -> None:
         """Append embedding rows for ids old_size..new_size-1, in place; nothing else changes.
@@ -247,7 +288,9 @@ class Trunk(nn.Module):
         self.embed.weight = nn.Parameter(grown, requires_grad=weight.requires_grad)
         self.embed.num_embeddings = new_size
         self.cfg = self.cfg.with_vocab(new_size)
-        if self.packed_head is not None:  # every caller packs with the default batch hint, 1
+        if isinstance(self.packed_head, Int8Weight):
+            self.packed_head = Int8Weight.quantize(self.embed.weight)
+        elif self.packed_head is not None:  # every caller packs with the default batch hint, 1
             self.packed_head = PackedWeight.pack(self.embed.weight, batch_hint=1)
 
     def num_params(self) -> int:

@@ -1,8 +1,10 @@
-"""Inference-time weight packing: oneDNN-prepacked copies of the trunk's weight matrices."""
+"""Inference-time weight packing: oneDNN-prepacked copies of the trunk's weight matrices, and
+the `linear` that uses them (or the int8 copies of `quant.py`: any `InferenceWeight`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,18 @@ def mkldnn_packing_available() -> bool:
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     )
+
+
+class InferenceWeight(Protocol):
+    """A copy of a weight made for inference: used by `linear` only while `usable(x)`."""
+
+    weight: Tensor  # the parameter it was made from
+
+    def usable(self, x: Tensor) -> bool: ...
+
+    def apply(self, x: Tensor) -> Tensor:
+        """x (N, in) → (N, out)."""
+        ...
 
 
 @dataclass
@@ -40,12 +54,13 @@ class PackedWeight:
             and self.weight._version == self.version
         )
 
+    def apply(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
 
-def linear(x: Tensor, weight: Tensor, packed: PackedWeight | None) -> Tensor:
-    """x @ weightᵀ, through the prepacked weight when it is valid (inference only)."""
+
+def linear(x: Tensor, weight: Tensor, packed: InferenceWeight | None) -> Tensor:
+    """x @ weightᵀ, through the inference copy when it is valid (inference only)."""
     if packed is not None and packed.usable(x):
-        y = torch.ops.mkldnn._linear_pointwise(
-            x.reshape(-1, x.shape[-1]), packed.packed, None, "none", [], ""
-        )
+        y = packed.apply(x.reshape(-1, x.shape[-1]))
         return y.view(*x.shape[:-1], y.shape[-1])
     return F.linear(x, weight)

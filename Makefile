@@ -18,7 +18,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.htm
 DEPLOY_ENV := QIG_HTTPS=1 QIG_ALLOWED_HOSTS=qig.example.com
 
 .PHONY: help up install build test lint typecheck migrations-check deploy-check lock lock-check audit \
-        test-backend test-frontend test-e2e bench bench-product chromium clean wheel
+        test-backend test-frontend test-e2e bench bench-llamacpp bench-product chromium clean wheel
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -100,6 +100,20 @@ BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(PY_STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	@touch $@
+
+# llama.cpp for bench.decode's comparison (the `bench-llamacpp` extra, docs/engine.md). PyPI has
+# llama-cpp-python as an sdist only: pip compiles the llama.cpp it vendors for this CPU
+# (GGML_NATIVE: -march=native; the multimodal library left out), about 7 minutes on 2 cores.
+# Pinned exactly in pyproject.toml but not hash-locked, like the `bench` extra: requirements.lock
+# holds what `make install` installs, and this is never part of it.
+LLAMACPP_STAMP := $(VENV)/.bench-llamacpp-installed
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF
+$(LLAMACPP_STAMP): $(PY_STAMP)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --no-binary llama-cpp-python \
+		-e '.[bench-llamacpp]'
+	@touch $@
+
+bench-llamacpp: $(LLAMACPP_STAMP)  ## build llama.cpp (llama-cpp-python, ~7 min on 2 cores) so `make bench` compares decode with it
 
 bench: $(BENCH_STAMP)  ## run the engine benchmarks (each prints one JSON object on its last line)
 	$(BIN)/python -m bench.route

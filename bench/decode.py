@@ -2,7 +2,10 @@
 
 Same dims, random weights, tied embeddings, SDPA, same dtype, prompt 32, 128 new tokens, greedy,
 measured in the same run. Also: 8 rows on 8 different kernels ÷ the same 8 rows on one kernel, and
-time per token at batch 1 ÷ the time to stream every weight once through one mat-vec.
+time per token at batch 1 ÷ the time to stream every weight once through one mat-vec. Where
+llama-cpp-python is installed (`make bench-llamacpp`), llama.cpp decodes the same weights in the
+same run (bench/llamacpp.py): the same dtype and Q8_0, at 1 and 2 threads; where it is not, the
+JSON's `llamacpp` says so and the rest is unchanged.
 
     python -m bench.decode            # last line: one JSON object
 """
@@ -10,7 +13,11 @@ time per token at batch 1 ÷ the time to stream every weight once through one ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +34,8 @@ from constellation.engine.model import (
 )
 from constellation.engine.sampling import SamplingOptions
 
-from .common import best_time, default_device, default_dtype, emit
+from . import llamacpp
+from .common import default_device, default_dtype, emit, sync
 
 PROMPT, NEW = 32, 128
 
@@ -73,6 +81,31 @@ def random_adapter(trunk: Trunk, lora: LoRAConfig, seed: int) -> Adapter:
     return ad
 
 
+def case_time(fn: Callable[[], Any]) -> float:
+    """One call's seconds: what the case returns when it times itself (llama.cpp's decode steps
+    without its prompt), else its wall time."""
+    sync()
+    t0 = time.perf_counter()
+    own = fn()
+    sync()
+    wall = time.perf_counter() - t0
+    return own if isinstance(own, float) else wall
+
+
+def at_threads(n: int, fn: Callable[[], Any]) -> Callable[[], None]:
+    """`fn` run with n torch threads, the run's count restored afterwards."""
+
+    def run() -> None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
@@ -99,6 +132,7 @@ def main() -> None:
         reqs = [Request(prompts[i].tolist(), [(ks[i], 1.0)], greedy) for i in range(bs)]
         out = generate(trunk, reqs, bank=bank)
         assert all(len(o) == NEW for o in out), "every row must produce 128 tokens"
+        return out
 
     def theirs(bs: int) -> None:
         ids = prompts[:bs].to(device)
@@ -163,20 +197,51 @@ def main() -> None:
         "single": lambda: ours(8, [0] * 8, bank),
         **floors,
     }
-    # round-robin over the cases (the floors included), keeping each one's best time: load from
-    # other processes on the machine then hits every case alike instead of whichever ran during
-    # a burst
-    best = dict.fromkeys(cases, float("inf"))
-    for fn in cases.values():
-        fn()  # warm-up
-    for _ in range(args.repeats):
-        for name, fn in cases.items():
-            best[name] = min(best[name], best_time(fn, repeats=1, warmup=0))
+    # llama.cpp on the same weights (bench/llamacpp.py): its cases join the round-robin below
+    run_threads = torch.get_num_threads()
+    llama_threads = sorted({*llamacpp.thread_counts(), run_threads})
+    llama_why = llamacpp.unavailable(device)
+    comparison = None
+    times: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        if llama_why is None:
+            same = llamacpp.SAME_FTYPE[dtype]
+            loaded = stack.enter_context(llamacpp.models(trunk, [same, "Q8_0"]))
+            comparison = llamacpp.Comparison(loaded, same, prompts[0].tolist(), NEW)
+            cases |= comparison.cases(llama_threads)
+            # the engine at batch 1 at each of llama.cpp's thread counts (the run's is `ours1`)
+            for n in llama_threads:
+                if n != run_threads:
+                    cases[f"ours1_t{n}"] = at_threads(n, lambda: ours(1))
+        # round-robin over the cases (the floors included), keeping each one's best time: load
+        # from other processes on the machine then hits every case alike instead of whichever
+        # ran during a burst
+        times = {name: [] for name in cases}
+        for fn in cases.values():
+            fn()  # warm-up
+        for _ in range(args.repeats):
+            for name, fn in cases.items():
+                times[name].append(case_time(fn))
+    best = {name: min(ts) for name, ts in times.items()}
     t_ours1, t_hf1, t_ours8, t_hf8 = best["ours1"], best["hf1"], best["ours8"], best["hf8"]
     t_mixed, t_single = best["mixed"], best["single"]
     floor_ms = {name: best[name] / 6 * 1e3 for name in floors}  # 6 mat-vecs per timed call
     t_floor = min(floor_ms.values()) / 1e3
     per_token_bs1 = t_ours1 / NEW
+
+    llama_result: dict[str, Any] = {"llamacpp": llama_why}
+    llama_context: dict[str, Any] = {}
+    if comparison is not None:
+        ours_bs1 = {
+            n: NEW / best["ours1" if n == run_threads else f"ours1_t{n}"] for n in llama_threads
+        }
+        llama_result = comparison.result(best, ours_bs1, run_threads)
+        llama_context = comparison.context(ours(1)[0])
+        bs1 = ["ours1", *(f"ours1_t{n}" for n in llama_threads if n != run_threads)]
+        bs1 += [name for name in cases if name.startswith("llamacpp_")]
+        llama_context["runs_tokens_per_s_bs1"] = {  # every timed call, in order
+            name: [round(NEW / t, 1) for t in times[name]] for name in bs1
+        }
 
     emit(
         {
@@ -186,6 +251,7 @@ def main() -> None:
             "hf_tokens_per_s_bs8": round(8 * NEW / t_hf8, 2),
             "mixed_vs_single_kernel": round(t_single / t_mixed, 3),
             "floor_ratio_bs1": round(per_token_bs1 / t_floor, 3),
+            **llama_result,
         },
         {
             "device": device,
@@ -197,6 +263,8 @@ def main() -> None:
             **{f"{k}_ms": round(v, 3) for k, v in floor_ms.items()},
             "hf_attn": hf.config._attn_implementation,
             "note": "tokens/s = new tokens / wall time of the whole generate call (prefill incl.)",
+            "load_average_1m": round(os.getloadavg()[0], 2),  # other jobs on the machine
+            **llama_context,
         },
     )
 

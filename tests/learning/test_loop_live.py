@@ -21,6 +21,7 @@ import pytest
 
 from constellation.catalog import kernel_model_name
 from constellation.engine.tiny import ADAPTER_KERNEL, make_trained_model
+from learning.opportunity import VOCAB_MIN_USES
 from tests.inference.test_chat_api import chat_lines
 from tests.live.product import Product
 
@@ -128,15 +129,15 @@ def test_one_cycle_learns_a_correction_and_changes_nothing_else(product: Product
         json={"feedback": "down", "suggested_answer": CORRECTION},
     )
     assert reply.status_code == 200, reply.text
-    # Signals are derived after each answer is stored: the cycle must find both kinds.
-    wait_for(
-        "the correction and the vocabulary gap's signals",
-        lambda: (
-            {"correction", "unknown_tokens"}
-            <= {s["kind"] for s in client.get("/api/v1/signals/").json()["results"]}
-        ),
-        30,
-    )
+
+    # Signals are derived after each answer is stored: the cycle must find the correction and
+    # the gap in both questions (VOCAB_MIN_USES; waiting for the first alone raced the second).
+    def signals_in() -> bool:
+        rows = client.get("/api/v1/signals/").json()["results"]
+        gaps = [s for s in rows if s["kind"] == "unknown_tokens" and GAP in s["content"]]
+        return any(s["kind"] == "correction" for s in rows) and len(gaps) >= VOCAB_MIN_USES
+
+    wait_for("the correction and the vocabulary gap's signals", signals_in, 30)
     run = client.post("/api/v1/learning/loop/run/")
     assert run.status_code == 202, run.text
     cycle = wait_for("the cycle and its job", lambda: cycle_done(client, run.json()["id"]), 420)

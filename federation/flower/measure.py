@@ -130,6 +130,21 @@ class TinyFleet:
 
         self._wait(connected, timeout, f"edge {name}'s SuperNode", self.central)
 
+    def restart_node(self, name: str, timeout: float = 180) -> None:
+        """Start the edge's SuperNode again until it is connected, as `qig up`'s supervisor does:
+        right after a `kill -9` the SuperLink may still hold the old session and refuse the
+        activation (Flower's exit code 305) until that node's heartbeat lapses."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.start_node(name)
+            try:
+                self.wait_node(name, max(1.0, deadline - time.monotonic()))
+                return
+            except RuntimeError:  # it exited: try again, like the supervisor's backoff
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(3)
+
     def kill_node(self, name: str) -> None:
         """`kill -9` the edge's SuperNode and everything it started (its ClientApp)."""
         process = self.nodes[name]

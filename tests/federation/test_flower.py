@@ -284,8 +284,7 @@ def test_a_promoted_average_is_served_and_published_as_an_update_bundle(fleet: T
 
     for edge in ("edge-a", "edge-b"):  # (the test before killed edge-b)
         if fleet.nodes[edge].poll() is not None:
-            fleet.start_node(edge)
-            fleet.wait_node(edge)
+            fleet.restart_node(edge)
     row = fleet.start_round([KERNEL], min_edges=2, rounds=1)
     done = fleet.wait_round(row["id"])
     assert done["status"] == "completed", done["error"]

@@ -185,9 +185,13 @@ class Loaded:
                 self.quantized[quantize] = sched
             return self.quantized[quantize]
 
+    def schedulers(self) -> list[Scheduler]:
+        """The trunk's scheduler and those over its int8 twins."""
+        return [self.scheduler, *self.quantized.values()]
+
     def stop(self) -> None:
         """Stop every scheduler of this model."""
-        for sched in [self.scheduler, *self.quantized.values()]:
+        for sched in self.schedulers():
             sched.stop()
 
     def constraint(self, schema: dict[str, Any] | str) -> Constraint:
@@ -306,7 +310,7 @@ class InferenceService:
         for ticket in list(old.tickets):
             ticket.cancel()
         old.stop()
-        for sched in [old.scheduler, *old.quantized.values()]:
+        for sched in old.schedulers():
             sched.step()  # finishes the cancelled tickets: their streams end with an error
         return True
 

@@ -51,25 +51,25 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Federated evaluation (`federation.flower.evaluation`): the served version and the average
     measured on this edge's own learnings for the kernel; numbers only in the reply."""
     django_setup()
-    from django.conf import settings
-
-    from federation import edge
-
     config = dict(msg.content.config_records["config"])
     kernel = int(config["kernel"])  # type: ignore[arg-type]
     arrays = {key: {k: v.numpy() for k, v in msg.content.array_records[key].items()}
               for key in ("frozen", "before", "after")}  # fmt: skip
-    held = settings.FEDERATION != "edge" or kernel in edge.held()
-    patterns = patterns_for(kernel) if held else []
     figures = evaluation.measure(
-        arrays["frozen"], arrays["before"], arrays["after"], config, patterns
+        arrays["frozen"], arrays["before"], arrays["after"], config, patterns_for(kernel)
     )
     return Message(evaluation.reply_content(figures), reply_to=msg)
 
 
 def patterns_for(kernel: int) -> list[Any]:
+    """The edge's high-value learnings for the kernel (none for a kernel an edge does not hold)."""
+    from django.conf import settings
+
+    from federation import edge
     from federation.patterns import high_value_patterns
 
+    if settings.FEDERATION == "edge" and kernel not in edge.held():
+        return []
     return high_value_patterns(kernels=[kernel])
 
 
@@ -86,32 +86,19 @@ def train_b(
     """(the trained B, the examples it learned from, the mean training loss). B comes back
     unchanged with 0 examples when the edge has nothing to learn for the kernel."""
     import torch
-    from django.conf import settings
 
-    from constellation import published
-    from constellation.engine import LoRAConfig, Trainer
+    from constellation.engine import Trainer
     from constellation.engine.optim import build_optimizer
-    from federation import edge
     from learning import runs
     from learning.datasets import published_coordizer, token_stream
     from learning.improve import improvement_hyperparameters
     from learning.services import validate_hyperparameters
 
     kernel = int(config["kernel"])
-    if settings.FEDERATION == "edge" and kernel not in edge.held():
-        return b, 0, math.nan
     records = records_for(kernel)
     if not records:
         return b, 0, math.nan
-    mine = published.trunk_fingerprint()
-    if mine != config.get("trunk"):
-        raise ValueError(
-            f"this edge's trunk ({mine}) is not central's ({config.get('trunk')}): "
-            "apply central's update bundle first"
-        )
-    trunk = published.load_trunk()
-    lora = LoRAConfig(rank=int(config["rank"]), alpha=float(config["alpha"]),
-                      targets=tuple(str(config["targets"]).split(",")))  # fmt: skip
+    trunk, lora = evaluation.round_trunk(config)
     adapter = ffa.assemble(trunk.cfg, lora, a, b)
     asked = {**improvement_hyperparameters(records), "steps": int(config["steps"])}
     hp = validate_hyperparameters({**asked, "seed": int(config.get("seed", 0)) % 2**31})

@@ -46,6 +46,23 @@ def records(patterns: Iterable[Any]) -> list[dict[str, str]]:
 
 
 # ---- the edge ---------------------------------------------------------------------------------
+def round_trunk(config: dict[str, Any]) -> tuple[Any, Any]:
+    """(this edge's trunk, the round's LoRAConfig) for a message's config; ValueError when the
+    edge's trunk is not central's (the reply is then an error: the edge is out of the round)."""
+    from constellation import published
+    from constellation.engine import LoRAConfig
+
+    mine = published.trunk_fingerprint()
+    if mine != config.get("trunk"):
+        raise ValueError(
+            f"this edge's trunk ({mine}) is not central's ({config.get('trunk')}): "
+            "apply central's update bundle first"
+        )
+    lora = LoRAConfig(rank=int(config["rank"]), alpha=float(config["alpha"]),
+                      targets=tuple(str(config["targets"]).split(",")))  # fmt: skip
+    return published.load_trunk(), lora
+
+
 def measure(
     a: dict[str, np.ndarray],
     before_b: dict[str, np.ndarray],
@@ -55,8 +72,6 @@ def measure(
 ) -> dict[str, Any]:
     """The edge's figures for the kernel (see the module's docstring); 0 examples when it has no
     learnings for it."""
-    from constellation import published
-    from constellation.engine import LoRAConfig
     from federation.flower import ffa
     from learning import promotion
     from learning.datasets import published_coordizer, token_stream
@@ -65,16 +80,8 @@ def measure(
     _, measured, heldout = split_records(patterns)
     if not measured:
         return {EXAMPLES: 0}
-    mine = published.trunk_fingerprint()
-    if mine != config.get("trunk"):
-        raise ValueError(
-            f"this edge's trunk ({mine}) is not central's ({config.get('trunk')}): "
-            "apply central's update bundle first"
-        )
-    trunk = published.load_trunk()
+    trunk, lora = round_trunk(config)
     coordizer = published_coordizer()
-    lora = LoRAConfig(rank=int(config["rank"]), alpha=float(config["alpha"]),
-                      targets=tuple(str(config["targets"]).split(",")))  # fmt: skip
     measured_records = records(measured)
     hp = improvement_hyperparameters(measured_records)
     stream = token_stream(measured_records, coordizer)
